@@ -1,0 +1,159 @@
+# moe: sparsely-gated Mixture-of-Experts LSTM toolkit.
+#
+#   make            build the library, the tools and the tests (and cuda/ when nvcc is found)
+#   make test       install missing Debian packages (as root), build, run every CPU test
+#   make bench      CPU benchmarks (throughput, GFLOP/s)
+#   make demo       train a small MoE language model on real text and evaluate it
+#   make cuda       only the CUDA backend;  make test-cuda  GPU parity tests (exit 77 without a GPU)
+#   make install    PREFIX=/usr/local
+#
+# Switches: NATIVE=0 (no -march=native), CUDA=0 (skip nvcc), CUDA_ARCH=90a, SANITIZE=address,undefined
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+CC ?= gcc
+CXX ?= g++
+O ?= build
+BIN ?= bin
+PREFIX ?= /usr/local
+CUDA_ARCH ?= 90a
+
+PKGS := openblas sentencepiece yaml-0.1 zlib cmocka
+HAVE_PKGCONFIG := $(shell command -v pkg-config >/dev/null 2>&1 && echo yes)
+pc_has = $(if $(HAVE_PKGCONFIG),$(shell pkg-config --exists $(1) 2>/dev/null && echo yes))
+MISSING := $(foreach p,$(PKGS),$(if $(call pc_has,$(p)),,$(p)))
+
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+ifeq ($(CUDA),0)
+NVCC :=
+endif
+CUDA_SRC := $(wildcard cuda/*.cu)
+BUILD_CUDA := $(if $(and $(NVCC),$(CUDA_SRC)),yes)
+
+ifeq ($(MAKELEVEL),0)
+ifeq ($(filter clean distclean deps,$(MAKECMDGOALS)),)
+$(foreach p,$(PKGS),$(info $(if $(call pc_has,$(p)),✓,✗) $(p)$(if $(call pc_has,$(p)), $(shell pkg-config --modversion $(p) 2>/dev/null))))
+$(info $(if $(NVCC),✓ nvcc $(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')$(if $(CUDA_SRC),: building cuda/ for sm_$(CUDA_ARCH),: no cuda/ sources yet),✗ nvcc: CUDA backend not built))
+endif
+endif
+
+NATIVE_FLAG := $(if $(filter 0,$(NATIVE)),,$(shell echo 'int main(void){return 0;}' | $(CC) -march=native -x c - -o /dev/null 2>/dev/null && echo -march=native))
+SAN_FLAGS := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+PC_CFLAGS := $(if $(HAVE_PKGCONFIG),$(shell pkg-config --cflags $(filter-out cmocka,$(PKGS)) 2>/dev/null))
+PC_LIBS := $(if $(HAVE_PKGCONFIG),$(shell pkg-config --libs $(filter-out cmocka,$(PKGS)) 2>/dev/null))
+CMOCKA_LIBS := $(if $(HAVE_PKGCONFIG),$(shell pkg-config --libs cmocka 2>/dev/null))
+
+WARN := -Wall -Wextra -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+CXXFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp $(NATIVE_FLAG) $(SAN_FLAGS) -Isrc -Itests/lib $(PC_CFLAGS) -MMD -MP $(CFLAGS)
+ALL_CXXFLAGS := -std=c++17 $(WARN) $(SAN_FLAGS) -Isrc $(PC_CFLAGS) -MMD -MP $(CXXFLAGS)
+LDLIBS := $(PC_LIBS) -lstdc++ -lpthread -lm
+LDFLAGS_ALL := -fopenmp $(SAN_FLAGS) $(LDFLAGS)
+
+# ---- sources ---------------------------------------------------------------
+LIB_C := $(shell find src -name '*.c' -not -path 'src/tools/*' | sort)
+LIB_CC := $(shell find src -name '*.cc' | sort)
+TOOLS := $(patsubst src/tools/%.c,$(BIN)/%,$(wildcard src/tools/moe-*.c))
+TESTLIB_C := $(wildcard tests/lib/*.c)
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(O)/tests/unit/%,$(wildcard tests/unit/*_test.c))
+GRAD_TESTS := $(patsubst tests/grad/%.c,$(O)/tests/grad/%,$(wildcard tests/grad/*_test.c))
+BENCH_C := $(wildcard bench/*.c)
+BENCHES := $(patsubst bench/%.c,$(O)/bench/%,$(BENCH_C))
+
+LIB := $(O)/libmoe.a
+LIB64 := $(O)/libmoe64.a
+OBJ := $(patsubst %.c,$(O)/f32/%.o,$(LIB_C)) $(patsubst %.cc,$(O)/f32/%.o,$(LIB_CC))
+OBJ64 := $(patsubst %.c,$(O)/f64/%.o,$(LIB_C)) $(patsubst %.cc,$(O)/f32/%.o,$(LIB_CC))
+TESTLIB := $(patsubst %.c,$(O)/f32/%.o,$(TESTLIB_C))
+TESTLIB64 := $(patsubst %.c,$(O)/f64/%.o,$(TESTLIB_C))
+
+ifeq ($(BUILD_CUDA),yes)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_OBJ := $(patsubst cuda/%.cu,$(O)/cuda/%.o,$(CUDA_SRC))
+CUDA_LIB := $(O)/libmoe_cuda.a
+NVCCFLAGS ?= -O3
+ALL_NVCCFLAGS := -std=c++17 -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) \
+  -gencode arch=compute_$(CUDA_ARCH),code=compute_$(CUDA_ARCH) -Isrc -Icuda -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-fopenmp $(NVCCFLAGS)
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
+TOOL_LIBS := $(CUDA_LIB) $(CUDA_LIBS)
+endif
+
+# ---- build -----------------------------------------------------------------
+.PHONY: all lib tools tests cuda test test-run test-cuda bench demo deps install clean
+all: tools tests $(BENCHES)
+lib: $(LIB)
+tools: $(TOOLS)
+tests: $(UNIT_TESTS) $(GRAD_TESTS)
+
+$(O)/f32/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(O)/f64/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DMOE_REAL_DOUBLE -c $< -o $@
+$(O)/f32/%.o: %.cc
+	@mkdir -p $(@D)
+	$(CXX) $(ALL_CXXFLAGS) -c $< -o $@
+
+$(LIB): $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(LIB64): $(OBJ64)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/%: $(O)/f32/src/tools/%.o $(LIB) $(CUDA_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(TOOL_LIBS) $(LDLIBS) -o $@
+
+$(O)/tests/unit/%: $(O)/f32/tests/unit/%.o $(TESTLIB) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) $< $(TESTLIB) $(LIB) $(LDLIBS) $(CMOCKA_LIBS) -o $@
+$(O)/tests/grad/%: $(O)/f64/tests/grad/%.o $(TESTLIB64) $(LIB64)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) $< $(TESTLIB64) $(LIB64) $(LDLIBS) $(CMOCKA_LIBS) -o $@
+$(O)/bench/%: $(O)/f32/bench/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(LDLIBS) -o $@
+
+ifeq ($(BUILD_CUDA),yes)
+cuda: $(CUDA_LIB)
+$(O)/cuda/%.o: cuda/%.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(ALL_NVCCFLAGS) -c $< -o $@
+$(CUDA_LIB): $(CUDA_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+all: $(CUDA_LIB)
+else
+cuda:
+	@echo "cuda: nothing to build ($(if $(NVCC),no cuda/ sources,nvcc not found))"
+endif
+
+# ---- test ------------------------------------------------------------------
+# `make test` first makes sure the Debian packages are there, then re-reads
+# this Makefile (so detection sees them) and runs the suite.
+deps:
+	@bash tests/deps.sh
+test: deps
+	@$(MAKE) --no-print-directory test-run
+test-run: all
+	@bash tests/run.sh $(O)
+
+test-cuda: all
+	@if [ -x $(O)/tests/cuda/parity ]; then $(O)/tests/cuda/parity; else echo "test-cuda: no CUDA parity tests in this build"; exit 77; fi
+
+bench: $(BENCHES) tools
+	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+
+install: tools
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	-install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	-install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+
+clean:
+	rm -rf $(O) $(BIN)
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

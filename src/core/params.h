@@ -1,0 +1,75 @@
+/* The parameter store: every parameter of a model in one contiguous device
+ * buffer laid out as [values | gradients | optimizer state], so clipping,
+ * all-reduce and optimizer steps are single passes (DESIGN.md §3).
+ *
+ * Models register parameters first (names, shapes, kinds), which is enough to
+ * count them without allocating; params_alloc then places and allocates.
+ * Stacked experts are one parameter of shape [E x r x c] whose matrix i is the
+ * global expert expert_base + i * expert_step; checkpoints name each matrix by
+ * its global index, so a model loads with any expert placement. */
+#ifndef MOE_PARAMS_H
+#define MOE_PARAMS_H
+
+#include <stdint.h>
+
+#include "core/ops.h"
+
+typedef enum {
+    PARAM_DENSE = 0,  /* LSTMs, attention, projections */
+    PARAM_GATE = 1,   /* gating networks and thresholds */
+    PARAM_EXPERT = 2, /* expert weights (may use the factored optimizer) */
+    PARAM_EMBED = 3   /* embeddings and softmax: excluded in the paper's count */
+} ParamKind;
+
+typedef enum { INIT_ZERO = 0, INIT_CONST, INIT_UNIFORM, INIT_NORMAL, INIT_GLOROT } InitKind;
+
+typedef struct Param {
+    char name[96];
+    int64_t b, r, c;
+    int64_t off;               /* element offset of values and of gradients */
+    int64_t opt_off, opt_len;  /* element offset/length in the optimizer state */
+    ParamKind kind;
+    InitKind init;
+    real init_a;               /* CONST value, UNIFORM half-width, NORMAL std */
+    int sparse;                /* gradient rows tracked in `mark` (embedding tables) */
+    int expert_base, expert_step;
+    Tensor mark;               /* I32 [1 x r] for sparse parameters */
+} Param;
+
+typedef struct ParamStore {
+    Backend *be;
+    Param *p;
+    int n, cap;
+    int64_t total;             /* elements of values (= of gradients) */
+    int64_t opt_total;         /* elements of optimizer state */
+    void *block;               /* the single allocation */
+    Tensor val, grad, opt;     /* flat views [1 x total], [1 x opt_total] */
+} ParamStore;
+
+void params_init(ParamStore *ps, Backend *be);
+void params_destroy(ParamStore *ps);
+/* Register a parameter; returns its id. Names must be unique. */
+int params_add(ParamStore *ps, const char *name, ParamKind kind, int64_t b, int64_t r, int64_t c,
+               InitKind init, real init_a);
+int params_find(const ParamStore *ps, const char *name); /* -1 if absent */
+/* Number of elements, optionally leaving out PARAM_EMBED (the paper's convention). */
+int64_t params_count(const ParamStore *ps, int exclude_embed);
+
+/* Optimizer-state size per parameter, decided by the optimizer. */
+typedef int64_t (*params_opt_size_fn)(const Param *p, void *ctx);
+/* Place and allocate [values | grads | opt]; zero everything. */
+void params_alloc(ParamStore *ps, params_opt_size_fn opt_size, void *ctx);
+/* Fill values from each parameter's init rule, Philox-keyed by (seed, name,
+ * global expert index), so placement does not change the values. */
+void params_randomize(ParamStore *ps, uint64_t seed);
+
+Tensor param_val(const ParamStore *ps, int id);  /* [b x r x c] */
+Tensor param_grad(const ParamStore *ps, int id);
+Tensor param_opt(const ParamStore *ps, int id);  /* [1 x opt_len] */
+/* Zero all gradients (sparse parameters: only marked rows, marks cleared). */
+void params_zero_grad(ParamStore *ps);
+
+/* FNV-1a hash of a string (used for RNG sites). */
+uint32_t params_hash(const char *s);
+
+#endif

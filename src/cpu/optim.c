@@ -1,0 +1,146 @@
+/* Optimizer steps and the reductions used for gradient clipping. */
+#include "cpu/cpu.h"
+
+void cpu_adam(Backend *be, Tensor w, Tensor g, Tensor m, Tensor v, real lr, real b1, real b2, real eps, int64_t step,
+              real gscale) {
+    (void)be;
+    int64_t n = tnumel(w);
+    cpu_check_vec("adam", "w", w, DT_F32, n);
+    cpu_check_vec("adam", "g", g, DT_F32, n);
+    cpu_check_vec("adam", "m", m, DT_F32, n);
+    cpu_check_vec("adam", "v", v, DT_F32, n);
+    CHECK_ARG(step >= 1, "adam: step %lld must be >= 1", (long long)step);
+    double lrt = lr * sqrt(1 - pow(b2, (double)step)) / (1 - pow(b1, (double)step));
+    real *W = cpu_f(w), *M = cpu_f(m), *V = cpu_f(v);
+    const real *G = cpu_f(g);
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        real gi = G[i] * gscale;
+        M[i] = b1 * M[i] + (1 - b1) * gi;
+        V[i] = b2 * V[i] + (1 - b2) * gi * gi;
+        W[i] -= (real)(lrt * M[i] / (sqrt((double)V[i]) + eps));
+    }
+}
+
+void cpu_adam_rows(Backend *be, Tensor w, Tensor g, Tensor m, Tensor v, Tensor mark, real lr, real b1, real b2,
+                   real eps, int64_t step, real gscale) {
+    (void)be;
+    tcheck_dtype("adam_rows", "w", w, DT_F32);
+    CHECK_ARG(tcontig(w) && w.b == 1, "adam_rows: w must be a contiguous matrix");
+    int64_t R = w.r, d = w.c;
+    cpu_check_vec("adam_rows", "g", g, DT_F32, R * d);
+    cpu_check_vec("adam_rows", "m", m, DT_F32, R * d);
+    cpu_check_vec("adam_rows", "v", v, DT_F32, R * d);
+    cpu_check_vec("adam_rows", "mark", mark, DT_I32, R);
+    CHECK_ARG(step >= 1, "adam_rows: step %lld must be >= 1", (long long)step);
+    double lrt = lr * sqrt(1 - pow(b2, (double)step)) / (1 - pow(b1, (double)step));
+    const int32_t *mk = cpu_i32(mark);
+    real *W = cpu_f(w), *M = cpu_f(m), *V = cpu_f(v);
+    const real *G = cpu_f(g);
+#pragma omp parallel for if (R * d > CPU_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        if (!mk[r]) continue;
+        for (int64_t j = r * d; j < (r + 1) * d; j++) {
+            real gi = G[j] * gscale;
+            M[j] = b1 * M[j] + (1 - b1) * gi;
+            V[j] = b2 * V[j] + (1 - b2) * gi * gi;
+            W[j] -= (real)(lrt * M[j] / (sqrt((double)V[j]) + eps));
+        }
+    }
+}
+
+void cpu_factored(Backend *be, Tensor w, Tensor g, Tensor vr, Tensor vc, real lr, real b2, real eps, int64_t step,
+                  real gscale) {
+    (void)be;
+    tcheck_dtype("factored", "w", w, DT_F32);
+    CHECK_ARG(tcontig(w), "factored: w must be contiguous");
+    int64_t E = w.b, R = w.r, C = w.c;
+    tcheck_shape("factored", "g", g, DT_F32, E, R, C);
+    CHECK_ARG(tcontig(g), "factored: g must be contiguous");
+    cpu_check_vec("factored", "vr", vr, DT_F32, E * R);
+    cpu_check_vec("factored", "vc", vc, DT_F32, E * C);
+    CHECK_ARG(step >= 1, "factored: step %lld must be >= 1", (long long)step);
+    double lrt = lr * sqrt(1 - pow(b2, (double)step));
+#pragma omp parallel for if (E * R * C > CPU_PAR_MIN)
+    for (int64_t e = 0; e < E; e++) {
+        real *W = cpu_f(w) + e * R * C;
+        const real *G = cpu_f(g) + e * R * C;
+        real *VR = cpu_f(vr) + e * R, *VC = cpu_f(vc) + e * C;
+        for (int64_t j = 0; j < C; j++) VC[j] *= b2;
+        double mean_r = 0;
+        for (int64_t i = 0; i < R; i++) {
+            double rs = 0;
+            for (int64_t j = 0; j < C; j++) {
+                double gi = (double)G[i * C + j] * gscale;
+                rs += gi * gi;
+                VC[j] += (real)((1 - b2) * gi * gi / (double)R);
+            }
+            VR[i] = (real)(b2 * VR[i] + (1 - b2) * rs / (double)C);
+            mean_r += VR[i];
+        }
+        mean_r /= (double)R;
+        if (mean_r <= 0) continue; /* this matrix has only ever seen zero gradients */
+        for (int64_t i = 0; i < R; i++)
+            for (int64_t j = 0; j < C; j++) {
+                double vhat = (double)VR[i] * VC[j] / mean_r;
+                double gi = (double)G[i * C + j] * gscale;
+                W[i * C + j] -= (real)(lrt * gi / (sqrt(vhat) + eps));
+            }
+    }
+}
+
+void cpu_sgd(Backend *be, Tensor w, Tensor g, real lr, real gscale) {
+    (void)be;
+    int64_t n = tnumel(w);
+    cpu_check_vec("sgd", "w", w, DT_F32, n);
+    cpu_check_vec("sgd", "g", g, DT_F32, n);
+    real *W = cpu_f(w);
+    const real *G = cpu_f(g);
+#pragma omp parallel for if (n > CPU_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) W[i] -= lr * gscale * G[i];
+}
+
+void cpu_sumsq(Backend *be, Tensor x, Tensor mark, Tensor out, int accumulate) {
+    tcheck_dtype("sumsq", "x", x, DT_F32);
+    cpu_check_vec("sumsq", "out", out, DT_F32, 1);
+    int64_t rows = cpu_rows(x), c = x.c;
+    const int32_t *mk = NULL;
+    if (!tnull(mark)) {
+        cpu_check_vec("sumsq", "mark", mark, DT_I32, rows);
+        mk = cpu_i32(mark);
+    }
+    /* fixed blocks of rows, partials summed in block order: the result does
+     * not depend on the thread count */
+    int64_t per = c >= 65536 ? 1 : 65536 / (c ? c : 1);
+    int64_t nblk = (rows + per - 1) / per;
+    double *part = cpu_scratch(be, (size_t)(nblk ? nblk : 1) * sizeof(double));
+#pragma omp parallel for if (rows * c > CPU_PAR_MIN)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        double acc = 0;
+        int64_t r1 = (blk + 1) * per < rows ? (blk + 1) * per : rows;
+        for (int64_t r = blk * per; r < r1; r++) {
+            if (mk && !mk[r]) continue;
+            const real *xr = cpu_row(x, r);
+            for (int64_t j = 0; j < c; j++) acc += (double)xr[j] * xr[j];
+        }
+        part[blk] = acc;
+    }
+    double acc = 0;
+    for (int64_t blk = 0; blk < nblk; blk++) acc += part[blk];
+    real *o = cpu_f(out);
+    o[0] = (real)(accumulate ? o[0] + acc : acc);
+}
+
+void cpu_zero_rows(Backend *be, Tensor g, Tensor mark) {
+    (void)be;
+    tcheck_dtype("zero_rows", "g", g, DT_F32);
+    int64_t rows = cpu_rows(g);
+    cpu_check_vec("zero_rows", "mark", mark, DT_I32, rows);
+    int32_t *mk = cpu_i32(mark);
+#pragma omp parallel for if (rows * g.c > CPU_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        if (!mk[r]) continue;
+        memset(cpu_row(g, r), 0, (size_t)g.c * sizeof(real));
+        mk[r] = 0;
+    }
+}

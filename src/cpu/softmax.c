@@ -1,0 +1,105 @@
+/* Softmax cross-entropy: the full softmax in vocabulary chunks (online
+ * log-sum-exp) and the sampled softmax over shared samples. */
+#include "cpu/cpu.h"
+
+static void check_vecs(const char *op, Tensor logits, Tensor targets) {
+    tcheck_dtype(op, "logits", logits, DT_F32);
+    CHECK_ARG(logits.b == 1, "%s: logits must be a matrix", op);
+    cpu_check_vec(op, "targets", targets, DT_I32, logits.r);
+}
+
+void cpu_ce_chunk_fwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, Tensor m, Tensor s, Tensor tl) {
+    (void)be;
+    check_vecs("ce_chunk_fwd", logits, targets);
+    int64_t N = logits.r, C = logits.c;
+    cpu_check_vec("ce_chunk_fwd", "m", m, DT_F32, N);
+    cpu_check_vec("ce_chunk_fwd", "s", s, DT_F32, N);
+    cpu_check_vec("ce_chunk_fwd", "tl", tl, DT_F32, N);
+    const int32_t *tg = cpu_i32(targets);
+    real *mv = cpu_f(m), *sv = cpu_f(s), *tv = cpu_f(tl);
+#pragma omp parallel for if (N * C > CPU_PAR_MIN / 4)
+    for (int64_t t = 0; t < N; t++) {
+        const real *l = cpu_row(logits, t);
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < C; j++) mx = l[j] > mx ? l[j] : mx;
+        double mnew = mv[t] > mx ? mv[t] : mx;
+        double acc = mv[t] == -INFINITY ? 0 : sv[t] * exp(mv[t] - mnew);
+        for (int64_t j = 0; j < C; j++) acc += exp(l[j] - mnew);
+        mv[t] = (real)mnew;
+        sv[t] = (real)acc;
+        if (tg[t] >= col0 && tg[t] < col0 + C) tv[t] = l[tg[t] - col0];
+    }
+}
+
+void cpu_ce_finish(Backend *be, Tensor m, Tensor s, Tensor tl, Tensor w, Tensor lse, Tensor loss) {
+    (void)be;
+    int64_t N = tnumel(m);
+    cpu_check_vec("ce_finish", "m", m, DT_F32, N);
+    cpu_check_vec("ce_finish", "s", s, DT_F32, N);
+    cpu_check_vec("ce_finish", "tl", tl, DT_F32, N);
+    cpu_check_vec("ce_finish", "w", w, DT_F32, N);
+    cpu_check_vec("ce_finish", "lse", lse, DT_F32, N);
+    cpu_check_vec("ce_finish", "loss", loss, DT_F32, 1);
+    const real *mv = cpu_f(m), *sv = cpu_f(s), *tv = cpu_f(tl), *wv = cpu_f(w);
+    real *lv = cpu_f(lse);
+    double acc = 0;
+    for (int64_t t = 0; t < N; t++) {
+        lv[t] = (real)(mv[t] + log((double)sv[t]));
+        if (wv[t] != 0) acc += (double)wv[t] * ((double)lv[t] - tv[t]);
+    }
+    cpu_f(loss)[0] += (real)acc;
+}
+
+void cpu_ce_chunk_bwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, Tensor lse, Tensor w) {
+    (void)be;
+    check_vecs("ce_chunk_bwd", logits, targets);
+    int64_t N = logits.r, C = logits.c;
+    cpu_check_vec("ce_chunk_bwd", "lse", lse, DT_F32, N);
+    cpu_check_vec("ce_chunk_bwd", "w", w, DT_F32, N);
+    const int32_t *tg = cpu_i32(targets);
+    const real *lv = cpu_f(lse), *wv = cpu_f(w);
+#pragma omp parallel for if (N * C > CPU_PAR_MIN / 4)
+    for (int64_t t = 0; t < N; t++) {
+        real *l = cpu_row(logits, t);
+        for (int64_t j = 0; j < C; j++) l[j] = wv[t] == 0 ? 0 : wv[t] * (real)exp(l[j] - lv[t]);
+        if (wv[t] != 0 && tg[t] >= col0 && tg[t] < col0 + C) l[tg[t] - col0] -= wv[t];
+    }
+}
+
+void cpu_sampled_ce(Backend *be, Tensor logits, Tensor tl, Tensor samples, Tensor targets, Tensor w, Tensor loss,
+                    Tensor dtl) {
+    check_vecs("sampled_ce", logits, targets);
+    int64_t N = logits.r, S = logits.c;
+    cpu_check_vec("sampled_ce", "tl", tl, DT_F32, N);
+    cpu_check_vec("sampled_ce", "samples", samples, DT_I32, S);
+    cpu_check_vec("sampled_ce", "w", w, DT_F32, N);
+    cpu_check_vec("sampled_ce", "loss", loss, DT_F32, 1);
+    cpu_check_vec("sampled_ce", "dtl", dtl, DT_F32, N);
+    const int32_t *tg = cpu_i32(targets), *sm = cpu_i32(samples);
+    const real *tv = cpu_f(tl), *wv = cpu_f(w);
+    real *dv = cpu_f(dtl);
+    double *row_loss = cpu_scratch(be, (size_t)N * sizeof(double));
+#pragma omp parallel for if (N * S > CPU_PAR_MIN / 4)
+    for (int64_t t = 0; t < N; t++) {
+        real *l = cpu_row(logits, t);
+        if (wv[t] == 0) {
+            for (int64_t j = 0; j < S; j++) l[j] = 0;
+            dv[t] = 0;
+            row_loss[t] = 0;
+            continue;
+        }
+        double mx = tv[t];
+        for (int64_t j = 0; j < S; j++)
+            if (sm[j] != tg[t] && l[j] > mx) mx = l[j];
+        double acc = exp(tv[t] - mx);
+        for (int64_t j = 0; j < S; j++)
+            if (sm[j] != tg[t]) acc += exp(l[j] - mx);
+        double lse = mx + log(acc);
+        for (int64_t j = 0; j < S; j++) l[j] = sm[j] == tg[t] ? 0 : wv[t] * (real)exp(l[j] - lse);
+        dv[t] = wv[t] * (real)(exp(tv[t] - lse) - 1);
+        row_loss[t] = wv[t] * (lse - tv[t]);
+    }
+    double acc = 0;
+    for (int64_t t = 0; t < N; t++) acc += row_loss[t];
+    cpu_f(loss)[0] += (real)acc;
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Make sure the Debian packages the build and the tests need are installed.
+# As root: installs what is missing. Otherwise: prints the apt-get line, exits 2.
+set -u
+need=()
+have_pc() { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "$1"; }
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v make >/dev/null 2>&1 || need+=(make)
+have_pc openblas || need+=(libopenblas-dev)
+have_pc sentencepiece || need+=(libsentencepiece-dev)
+command -v spm_encode >/dev/null 2>&1 || need+=(sentencepiece)
+have_pc yaml-0.1 || need+=(libyaml-dev)
+have_pc zlib || need+=(zlib1g-dev)
+have_pc cmocka || need+=(libcmocka-dev)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+line="apt-get install -y ${need[*]}"
+if [ "$(id -u)" != 0 ]; then
+    echo "missing Debian packages; run as root:" >&2
+    echo "  $line" >&2
+    exit 2
+fi
+echo "installing: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+if ! apt-get install -y -q "${need[@]}" >/tmp/moe-apt.log 2>&1; then
+    apt-get update -q >>/tmp/moe-apt.log 2>&1
+    if ! apt-get install -y -q "${need[@]}" >>/tmp/moe-apt.log 2>&1; then
+        tail -n 20 /tmp/moe-apt.log >&2
+        echo "error: could not install: ${need[*]} (see /tmp/moe-apt.log)" >&2
+        exit 2
+    fi
+fi
+echo "installed: ${need[*]}"

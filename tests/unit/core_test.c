@@ -1,0 +1,184 @@
+/* Core: Philox known answers and distributions, the arena (no allocation in
+ * steady state), the parameter store, tensor views and their errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/check.h"
+#include "core/params.h"
+#include "core/philox.h"
+
+/* Random123's kat_vectors, philox4x32 with 10 rounds: counter, key -> output. */
+static void test_philox_known_answers(void **state) {
+    (void)state;
+    static const uint32_t kat[3][10] = {
+        {0, 0, 0, 0, 0, 0, 0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8},
+        {0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0x408f276d, 0x41c83b0e, 0xa20bc7c6,
+         0x6d5451fd},
+        {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, 0xd16cfe09, 0x94fdcceb, 0x5001e420,
+         0x24126ea1},
+    };
+    for (int i = 0; i < 3; i++) {
+        philox_ctr c = {{kat[i][0], kat[i][1], kat[i][2], kat[i][3]}};
+        philox_ctr o = philox4x32_10(c, kat[i][4], kat[i][5]);
+        for (int j = 0; j < 4; j++) assert_int_equal(o.v[j], kat[i][6 + j]);
+    }
+    /* the (seed, stream, block) mapping puts the seed in the key */
+    philox_ctr b = philox_block(((uint64_t)0x299f31d0 << 32) | 0xa4093822, ((uint64_t)0x03707344 << 32) | 0x13198a2e,
+                                ((uint64_t)0x85a308d3 << 32) | 0x243f6a88);
+    assert_int_equal(b.v[0], 0xd16cfe09);
+    assert_int_equal(b.v[3], 0x24126ea1);
+}
+
+static void test_philox_distributions(void **state) {
+    (void)state;
+    const int n = 200000;
+    double su = 0, su2 = 0, sn = 0, sn2 = 0, sn4 = 0;
+    double lo = 1, hi = 0;
+    for (int i = 0; i < n; i++) {
+        double u = philox_uniform(42, 7, (uint64_t)i), z = philox_normal(42, 7, (uint64_t)i);
+        su += u;
+        su2 += u * u;
+        sn += z;
+        sn2 += z * z;
+        sn4 += z * z * z * z;
+        lo = u < lo ? u : lo;
+        hi = u > hi ? u : hi;
+    }
+    double mu = su / n, vu = su2 / n - mu * mu, mz = sn / n, vz = sn2 / n - mz * mz, kz = sn4 / n;
+    printf("# note: uniform mean %.4f var %.5f (1/12 = 0.08333); normal mean %.4f var %.4f 4th moment %.3f\n", mu, vu,
+           mz, vz, kz);
+    assert_true(lo > 0 && hi < 1);
+    assert_true(fabs(mu - 0.5) < 0.003 && fabs(vu - 1.0 / 12) < 0.002);
+    assert_true(fabs(mz) < 0.01 && fabs(vz - 1) < 0.015 && fabs(kz - 3) < 0.08);
+    /* streams and seeds are independent keys */
+    assert_true(philox_uniform(42, 7, 0) != philox_uniform(42, 8, 0));
+    assert_true(philox_uniform(42, 7, 0) != philox_uniform(43, 7, 0));
+    assert_true(philox_uniform(42, 7, 0) == philox_uniform(42, 7, 0));
+}
+
+static void test_arena_steady_state(void **state) {
+    (void)state;
+    Backend *be = backend_create("cpu", 1);
+    Arena a;
+    arena_init(&a, be, 1000, "test arena");
+    /* step 1 overflows; the reset grows the block; later steps allocate nothing */
+    for (int step = 0; step < 5; step++) {
+        size_t before = be->n_allocs;
+        for (int i = 0; i < 10; i++) {
+            Tensor t = arena_tensor(&a, DT_F32, 1, 37, 11);
+            assert_true(((uintptr_t)t.p & 255) == 0);
+            OP(be, fill, t, i);
+        }
+        if (step >= 1) assert_int_equal(be->n_allocs, before);
+        arena_reset(&a);
+    }
+    assert_int_equal(a.grows, 1);
+    /* mark/release within a step reuses memory */
+    size_t mk = arena_mark(&a);
+    void *p1 = arena_alloc(&a, 100);
+    arena_release(&a, mk);
+    void *p2 = arena_alloc(&a, 100);
+    assert_ptr_equal(p1, p2);
+    arena_destroy(&a);
+    assert_int_equal(be->bytes_live, 0);
+    backend_destroy(be);
+}
+
+static void test_params(void **state) {
+    (void)state;
+    Backend *be = backend_create("cpu", 1);
+    ParamStore ps;
+    params_init(&ps, be);
+    int a = params_add(&ps, "lstm.w", PARAM_DENSE, 1, 3, 4, INIT_GLOROT, 0);
+    int e = params_add(&ps, "emb", PARAM_EMBED, 1, 10, 2, INIT_UNIFORM, 0.1f);
+    int x = params_add(&ps, "moe.experts.w_in", PARAM_EXPERT, 5, 2, 3, INIT_GLOROT, 0);
+    assert_int_equal(params_count(&ps, 0), 12 + 20 + 30);
+    assert_int_equal(params_count(&ps, 1), 42); /* the paper's count leaves out embeddings */
+    assert_true(ps.p[e].sparse && !ps.p[a].sparse && !ps.p[x].sparse);
+    params_alloc(&ps, NULL, NULL);
+    params_randomize(&ps, 9);
+    const float *v = ps.val.p;
+    double lim = sqrt(6.0 / 7);
+    for (int i = 0; i < 12; i++) assert_true(fabs(v[i]) <= lim && v[i] != 0);
+    /* expert matrices are keyed by their global index: expert 3 of a store
+     * that starts at global expert 3 equals expert 3 of this one */
+    ParamStore ps2;
+    params_init(&ps2, be);
+    int x2 = params_add(&ps2, "moe.experts.w_in", PARAM_EXPERT, 2, 2, 3, INIT_GLOROT, 0);
+    ps2.p[x2].expert_base = 3;
+    params_alloc(&ps2, NULL, NULL);
+    params_randomize(&ps2, 9);
+    assert_memory_equal(tbatch(param_val(&ps, x), 3).p, tbatch(param_val(&ps2, x2), 0).p, 6 * sizeof(float));
+    /* zero_grad: dense runs and only the marked rows of sparse tables */
+    OP(be, fill, ps.grad, 1.0);
+    ((int32_t *)ps.p[e].mark.p)[4] = 1;
+    params_zero_grad(&ps);
+    const float *g = ps.grad.p;
+    for (int i = 0; i < 12; i++) assert_true(g[i] == 0);
+    const float *ge = param_grad(&ps, e).p;
+    assert_true(ge[8] == 0 && ge[9] == 0 && ge[0] == 1 && ge[19] == 1);
+    assert_int_equal(((int32_t *)ps.p[e].mark.p)[4], 0);
+    params_destroy(&ps2);
+    params_destroy(&ps);
+    backend_destroy(be);
+}
+
+static jmp_buf jb;
+static void on_fatal(int code, const char *msg) {
+    (void)msg;
+    longjmp(jb, code);
+}
+#define EXPECT_FATAL(stmt, needle)                                                                \
+    do {                                                                                          \
+        moe_set_fatal_handler(on_fatal);                                                          \
+        int code_ = setjmp(jb);                                                                   \
+        if (code_ == 0) {                                                                         \
+            stmt;                                                                                 \
+            moe_set_fatal_handler(NULL);                                                          \
+            fail_msg("no error: %s", #stmt);                                                      \
+        }                                                                                         \
+        moe_set_fatal_handler(NULL);                                                              \
+        assert_int_equal(code_, EXIT_USAGE);                                                      \
+        if (!strstr(moe_last_error(), needle)) fail_msg("'%s' lacks '%s'", moe_last_error(), needle); \
+    } while (0)
+
+static void test_malformed_inputs(void **state) {
+    (void)state;
+    Backend *be = backend_create("cpu", 1);
+    Tensor A = be_tensor(be, DT_F32, 1, 3, 4, "A"), B = be_tensor(be, DT_F32, 1, 5, 2, "B"),
+           C = be_tensor(be, DT_F32, 1, 3, 2, "C");
+    Tensor I = be_tensor(be, DT_I32, 1, 1, 3, "I");
+    EXPECT_FATAL(OP(be, gemm, 0, 0, 1, A, B, 0, C), "gemm: shapes do not match");
+    EXPECT_FATAL(OP(be, gemm, 0, 0, 1, I, B, 0, C), "has dtype i32, expected f32");
+    EXPECT_FATAL(trows(A, 2, 2), "row view [2, 4) outside 3 rows");
+    EXPECT_FATAL(tcols(A, -1, 2), "column view");
+    EXPECT_FATAL(OP(be, dropout, A, A, 1.5f, 1, 1), "dropout: probability 1.5");
+    int32_t ids[3] = {0, 7, 1};
+    be_upload_tensor(be, I, ids);
+    Tensor D = be_tensor(be, DT_F32, 1, 3, 4, "D");
+    EXPECT_FATAL(OP(be, gather_rows, A, I, 0, D), "gather_rows: id 7 at 1 outside 3 rows");
+    EXPECT_FATAL(backend_create("gpu7", 1), "unknown backend 'gpu7'");
+    EXPECT_FATAL(backend_create("cpu", -3), "--cpu-threads -3");
+    ParamStore ps;
+    params_init(&ps, be);
+    params_add(&ps, "w", PARAM_DENSE, 1, 2, 2, INIT_ZERO, 0);
+    EXPECT_FATAL(params_add(&ps, "w", PARAM_DENSE, 1, 2, 2, INIT_ZERO, 0), "duplicate parameter name 'w'");
+    EXPECT_FATAL(params_add(&ps, "v", PARAM_DENSE, 1, 0, 2, INIT_ZERO, 0), "empty shape");
+    params_destroy(&ps);
+    backend_destroy(be);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_philox_known_answers), cmocka_unit_test(test_philox_distributions),
+        cmocka_unit_test(test_arena_steady_state),   cmocka_unit_test(test_params),
+        cmocka_unit_test(test_malformed_inputs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
