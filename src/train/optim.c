@@ -1,0 +1,201 @@
+#include "train/optim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/check.h"
+
+enum { OPTIM_COUNTERS_VERSION = 1 };
+
+void optim_config_default(OptConfig *cfg) {
+    *cfg = (OptConfig){.kind = OPT_ADAM, .expert = OPT_SAME, .b1 = 0.9, .b2 = 0.999, .eps = 1e-8,
+                       .clip_norm = 1.0};
+}
+
+static const char *const kind_names[] = {"adam", "sgd", "factored", "same"};
+
+int optim_kind_parse(const char *name, OptKind *out) {
+    for (int k = 0; k < (int)(sizeof kind_names / sizeof *kind_names); k++)
+        if (name && strcmp(name, kind_names[k]) == 0) {
+            *out = (OptKind)k;
+            return 0;
+        }
+    return -1;
+}
+
+const char *optim_kind_name(OptKind k) {
+    return (unsigned)k < sizeof kind_names / sizeof *kind_names ? kind_names[k] : "?";
+}
+
+void optim_init(Optimizer *opt, const OptConfig *cfg) {
+    CHECK_ARG(cfg->kind == OPT_ADAM || cfg->kind == OPT_SGD,
+              "--optimizer must be adam or sgd, got '%s' (the factored optimizer is for experts: "
+              "--expert-optimizer factored)",
+              optim_kind_name(cfg->kind));
+    CHECK_ARG(cfg->expert >= OPT_ADAM && cfg->expert <= OPT_SAME, "--expert-optimizer: unknown kind %d",
+              (int)cfg->expert);
+    CHECK_ARG(cfg->b1 >= 0 && cfg->b1 < 1, "--optimizer-params: beta1 must be in [0, 1), got %g", cfg->b1);
+    CHECK_ARG(cfg->b2 >= 0 && cfg->b2 < 1, "--optimizer-params: beta2 must be in [0, 1), got %g", cfg->b2);
+    CHECK_ARG(cfg->eps > 0 && isfinite(cfg->eps), "--optimizer-params: epsilon must be > 0, got %g",
+              cfg->eps);
+    CHECK_ARG(cfg->clip_norm >= 0 && isfinite(cfg->clip_norm), "--clip-norm must be >= 0 (0 = off), got %g",
+              cfg->clip_norm);
+    *opt = (Optimizer){0};
+    opt->cfg = *cfg;
+    if (opt->cfg.expert == OPT_SAME) opt->cfg.expert = cfg->kind;
+}
+
+void optim_free(Optimizer *opt) {
+    if (opt->be) be_free_tensor(opt->be, &opt->sumsq);
+    opt->be = NULL;
+}
+
+OptKind optim_param_kind(const Optimizer *opt, const Param *p) {
+    return p->kind == PARAM_EXPERT ? opt->cfg.expert : opt->cfg.kind;
+}
+
+int64_t optim_state_size(const Param *p, void *ctx) {
+    const Optimizer *opt = ctx;
+    CHECK_ARG(opt, "optim_state_size: the context must be the Optimizer");
+    switch (optim_param_kind(opt, p)) {
+    case OPT_ADAM: return 2 * p->b * p->r * p->c;
+    case OPT_FACTORED: return p->b * (p->r + p->c);
+    default: return 0;
+    }
+}
+
+/* Squared global gradient norm into opt->sumsq: one sumsq per parameter
+ * (rows of [b*r x c], so large tables split into parallel row blocks),
+ * accumulated in parameter order, so the sum is reproducible. */
+static void grad_sumsq(Optimizer *opt, ParamStore *ps) {
+    for (int i = 0; i < ps->n; i++) {
+        const Param *p = &ps->p[i];
+        Tensor g = treshape(param_grad(ps, i), p->b * p->r, p->c);
+        OP(ps->be, sumsq, g, p->sparse ? p->mark : tnone(), opt->sumsq, i > 0);
+    }
+}
+
+static void apply_param(const Optimizer *opt, ParamStore *ps, int i, real lr, real gscale) {
+    const Param *p = &ps->p[i];
+    Backend *be = ps->be;
+    const OptConfig *c = &opt->cfg;
+    Tensor w = param_val(ps, i), g = param_grad(ps, i), st = param_opt(ps, i);
+    int64_t n = p->b * p->r * p->c;
+    switch (optim_param_kind(opt, p)) {
+    case OPT_ADAM: {
+        Tensor m = tcols(st, 0, n), v = tcols(st, n, n);
+        if (p->sparse)
+            OP(be, adam_rows, treshape(w, p->r, p->c), g, m, v, p->mark, lr, (real)c->b1, (real)c->b2,
+               (real)c->eps, opt->step, gscale);
+        else
+            OP(be, adam, w, g, m, v, lr, (real)c->b1, (real)c->b2, (real)c->eps, opt->step, gscale);
+        break;
+    }
+    case OPT_FACTORED: {
+        Tensor vr = tcols(st, 0, p->b * p->r), vc = tcols(st, p->b * p->r, p->b * p->c);
+        OP(be, factored, w, g, vr, vc, lr, (real)c->b2, (real)c->eps, opt->step, gscale);
+        break;
+    }
+    default: OP(be, sgd, w, g, lr, gscale); break;
+    }
+}
+
+int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, OptStepInfo *out) {
+    CHECK_ARG(ps->block, "optim_step: the parameter store is not allocated");
+    CHECK_ARG(isfinite(lr) && lr >= 0, "optim_step: learning rate must be finite and >= 0, got %g", (double)lr);
+    CHECK_ARG(isfinite(grad_scale_extra) && grad_scale_extra > 0,
+              "optim_step: gradient scale must be finite and > 0, got %g", (double)grad_scale_extra);
+    for (int i = 0; i < ps->n; i++)
+        CHECK_ARG(ps->p[i].opt_len == optim_state_size(&ps->p[i], opt),
+                  "optim_step: parameter '%s' has %lld optimizer-state elements but %s needs %lld "
+                  "(params_alloc must be given optim_state_size and this optimizer)",
+                  ps->p[i].name, (long long)ps->p[i].opt_len,
+                  optim_kind_name(optim_param_kind(opt, &ps->p[i])),
+                  (long long)optim_state_size(&ps->p[i], opt));
+    if (opt->be != ps->be) {
+        optim_free(opt);
+        opt->be = ps->be;
+        opt->sumsq = be_tensor(ps->be, DT_F32, 1, 1, 1, "gradient norm");
+    }
+
+    grad_sumsq(opt, ps);
+    real ss;
+    OP(ps->be, download, &ss, opt->sumsq.p, sizeof ss);
+    double gnorm = sqrt((double)ss) * (double)grad_scale_extra;
+    OptStepInfo info = {.gnorm = gnorm, .scale = 1, .finite = isfinite(gnorm), .step = opt->step};
+    if (!info.finite) {
+        if (out) *out = info;
+        return 0;
+    }
+    if (opt->cfg.clip_norm > 0 && gnorm > opt->cfg.clip_norm) {
+        info.scale = opt->cfg.clip_norm / gnorm;
+        info.clipped = 1;
+    }
+    real gscale = (real)((double)grad_scale_extra * info.scale);
+    opt->step++;
+    for (int i = 0; i < ps->n; i++) apply_param(opt, ps, i, lr, gscale);
+    params_zero_grad(ps);
+    info.step = opt->step;
+    if (out) *out = info;
+    return 1;
+}
+
+static void rule_desc(const OptConfig *c, OptKind k, char *buf, size_t n) {
+    if (k == OPT_ADAM)
+        snprintf(buf, n, "adam(b1=%g b2=%g eps=%g)", c->b1, c->b2, c->eps);
+    else if (k == OPT_FACTORED)
+        snprintf(buf, n, "factored(b1=0 b2=%g eps=%g)", c->b2, c->eps);
+    else
+        snprintf(buf, n, "sgd");
+}
+
+const char *optim_describe(const Optimizer *opt, char *buf, size_t n) {
+    const OptConfig *c = &opt->cfg;
+    char main_rule[80], expert_rule[80], clip[32];
+    rule_desc(c, c->kind, main_rule, sizeof main_rule);
+    if (c->expert == c->kind)
+        snprintf(expert_rule, sizeof expert_rule, "same");
+    else
+        rule_desc(c, c->expert, expert_rule, sizeof expert_rule);
+    if (c->clip_norm > 0)
+        snprintf(clip, sizeof clip, "%g", c->clip_norm);
+    else
+        snprintf(clip, sizeof clip, "off");
+    snprintf(buf, n, "%s experts=%s clip-norm=%s", main_rule, expert_rule, clip);
+    return buf;
+}
+
+void optim_save_counters(const Optimizer *opt, int64_t out[OPTIM_COUNTERS]) {
+    out[0] = OPTIM_COUNTERS_VERSION;
+    out[1] = opt->step;
+    out[2] = opt->cfg.kind;
+    out[3] = opt->cfg.expert;
+}
+
+int optim_load_counters(Optimizer *opt, const int64_t *in, size_t n, char *err, size_t errlen) {
+    if (n != OPTIM_COUNTERS) {
+        snprintf(err, errlen, "optimizer counters: expected %d values, found %zu", OPTIM_COUNTERS, n);
+        return -1;
+    }
+    if (in[0] != OPTIM_COUNTERS_VERSION) {
+        snprintf(err, errlen, "optimizer counters: version %lld is not supported (this build reads %d)",
+                 (long long)in[0], OPTIM_COUNTERS_VERSION);
+        return -1;
+    }
+    if (in[1] < 0) {
+        snprintf(err, errlen, "optimizer counters: negative step %lld", (long long)in[1]);
+        return -1;
+    }
+    if (in[2] != opt->cfg.kind || in[3] != opt->cfg.expert) {
+        snprintf(err, errlen,
+                 "optimizer state was written by --optimizer %s --expert-optimizer %s but this run "
+                 "uses %s and %s (use --no-optimizer-reload to start the optimizer afresh)",
+                 in[2] >= 0 && in[2] <= OPT_FACTORED ? optim_kind_name((OptKind)in[2]) : "?",
+                 in[3] >= 0 && in[3] <= OPT_FACTORED ? optim_kind_name((OptKind)in[3]) : "?",
+                 optim_kind_name(opt->cfg.kind), optim_kind_name(opt->cfg.expert));
+        return -1;
+    }
+    opt->step = in[1];
+    return 0;
+}
