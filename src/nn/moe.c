@@ -120,11 +120,11 @@ void moe_init(Moe *m, ParamStore *ps, const char *name, const MoeConfig *cfg) {
     for (int l = 0; l <= L; l++) {
         int64_t r = l == 0 ? d : h, cc = l == L ? d : h;
         if (l == 0)
-            snprintf(buf, sizeof buf, "%s.experts.w_in", name);
+            snprintf(buf, sizeof buf, "%s.expert.w_in", name);
         else if (l == L)
-            snprintf(buf, sizeof buf, "%s.experts.w_out", name);
+            snprintf(buf, sizeof buf, "%s.expert.w_out", name);
         else
-            snprintf(buf, sizeof buf, "%s.experts.w_hid%d", name, l);
+            snprintf(buf, sizeof buf, "%s.expert.w_hid%d", name, l);
         m->w[l] = params_add(ps, buf, PARAM_EXPERT, E, r, cc, INIT_GLOROT, 0);
     }
     m->site1 = nn_site(name, 1);
