@@ -65,6 +65,19 @@ int64_t optim_state_size(const Param *p, void *ctx) {
     }
 }
 
+int optim_state_parts(const Optimizer *opt, const Param *p, int64_t item_len[2]) {
+    switch (optim_param_kind(opt, p)) {
+    case OPT_ADAM:
+        item_len[0] = item_len[1] = p->r * p->c;
+        return 2;
+    case OPT_FACTORED:
+        item_len[0] = p->r;
+        item_len[1] = p->c;
+        return 2;
+    default: return 0;
+    }
+}
+
 /* Squared global gradient norm into opt->sumsq: one sumsq per parameter
  * (rows of [b*r x c], so large tables split into parallel row blocks),
  * accumulated in parameter order, so the sum is reproducible. */

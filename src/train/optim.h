@@ -78,6 +78,11 @@ void optim_free(Optimizer *opt);
 OptKind optim_param_kind(const Optimizer *opt, const Param *p);
 /* params_alloc callback: optimizer-state elements of p; ctx is the Optimizer*. */
 int64_t optim_state_size(const Param *p, void *ctx);
+/* How a parameter's optimizer state is laid out, so checkpoints can store it
+ * per stacked item (per expert): `parts` consecutive blocks, block k holding
+ * p->b items of item_len[k] elements each (Adam: m then v, r*c each;
+ * factored: row means r then column means c). Returns the number of parts. */
+int optim_state_parts(const Optimizer *opt, const Param *p, int64_t item_len[2]);
 
 /* One update over every parameter of ps:
  *   1. gnorm = grad_scale_extra * sqrt(sum of squared gradients), over all
