@@ -110,18 +110,20 @@ const OptDef options_table[] = {
      .help = "batches of whole sentences, or --mini-batch parallel streams cut into --bptt steps"},
     {"mini-batch-words", 0, OPT_INT, GRP_TRAINING, T, "300000",
      .help = "target words per batch (sentence batching)"},
-    {"mini-batch", 0, OPT_INT, GRP_TRAINING, T, "64", .help = "sequences per batch (stream batching)"},
+    {"mini-batch", 0, OPT_INT, GRP_TRAINING, T, "64",
+     .help = "sequences per batch (stream batching); with sentence batching a cap only when given"},
     {"max-length", 0, OPT_INT, GRP_TRAINING, T, "100",
-     .help = "skip training sentences longer than this (tokens)"},
+     .help = "crop training sentences to this many tokens, </S> included (0 = no limit)"},
     {"bptt", 0, OPT_INT, GRP_TRAINING, T, "35",
      .help = "time steps per truncated-BPTT segment (stream batching)"},
     {"shuffle-buffer", 0, OPT_INT, GRP_TRAINING, T, "1000000",
-     .help = "sentences shuffled together (0 = no shuffling)"},
+     .help = "sentences read and shuffled together from a directory of shards"},
     {"optimizer", 'o', OPT_ENUM, GRP_TRAINING, T, "adam", .choices = "adam|sgd", .help = "optimizer"},
     {"optimizer-params", 0, OPT_LIST, GRP_TRAINING, T, "0.9 0.999 1e-8", .elem = OPT_FLOAT, .metavar = "X...",
      .help = "optimizer constants: Adam beta1 beta2 epsilon"},
-    {"expert-optimizer", 0, OPT_ENUM, GRP_TRAINING, T, "adam", .choices = "adam|factored",
-     .help = "optimizer of the expert weights: adam, or factored second moments without first moments"},
+    {"expert-optimizer", 0, OPT_ENUM, GRP_TRAINING, T, "same", .choices = "same|adam|factored",
+     .help = "optimizer of the expert weights: the same as --optimizer, adam, or the paper's factored "
+             "second moments without first moments (Appendix D)"},
     {"learn-rate", 'l', OPT_FLOAT, GRP_TRAINING, T, "0.001", .help = "base learning rate"},
     {"lr-schedule", 0, OPT_ENUM, GRP_TRAINING, T, "lm", .choices = "lm|nmt|step|constant",
      .help = "lm: warm-up then 1/sqrt(step); nmt: warm-up, constant, then 1/sqrt(step); step: decay "
@@ -148,7 +150,6 @@ const OptDef options_table[] = {
      .help = "on SIGTERM/SIGINT save and exit with 143, or exit at once"},
     {"vocab-min-count", 0, OPT_INT, GRP_TRAINING, T, "1",
      .help = "words seen fewer times are <unk> in built vocabularies"},
-    {"vocab-max-size", 0, OPT_INT, GRP_TRAINING, T, "0", .help = "cap on built vocabularies (0 = no cap)"},
 
     /* ---- Validation ---- */
     {"valid-sets", 0, OPT_LIST, GRP_VALIDATION, T, "", .metavar = "FILE...", .help = "validation corpora"},

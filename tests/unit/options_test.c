@@ -116,7 +116,6 @@ static void test_table_has_every_option(void **state) {
         {"no-restore-corpus", TOOL_TRAIN},
         {"sigterm", TOOL_TRAIN},
         {"vocab-min-count", TOOL_TRAIN},
-        {"vocab-max-size", TOOL_TRAIN},
         {"valid-sets", TOOL_TRAIN},
         {"valid-freq", TOOL_TRAIN},
         {"valid-metrics", TOOL_TRAIN},

@@ -1,0 +1,67 @@
+#include "model/model_cfg.h"
+
+#include <stdio.h>
+#include <string.h>
+
+MoeConfig moe_config_from_options(const Config *cfg, int64_t dim) {
+    MoeConfig m = moe_config_default(dim, (int)cfg_int(cfg, "moe-expert-count"), (int)cfg_int(cfg, "moe-top-k"));
+    m.hidden = cfg_int(cfg, "moe-expert-ffn-dim");
+    m.hidden_layers = (int)cfg_int(cfg, "moe-expert-layers");
+    m.groups = (int)cfg_int(cfg, "moe-groups");
+    const char *g = cfg_str(cfg, "moe-gating");
+    m.gating = !strcmp(g, "batchwise") ? MOE_GATE_BATCHWISE : !strcmp(g, "softmax") ? MOE_GATE_SOFTMAX
+                                                                                      : MOE_GATE_NOISY_TOPK;
+    if (m.experts == 1) m.gating = MOE_GATE_NONE;
+    m.w_importance = (real)cfg_float(cfg, "moe-importance-weight");
+    m.w_load = (real)cfg_float(cfg, "moe-load-weight");
+    m.w_threshold = (real)cfg_float(cfg, "moe-threshold-weight");
+    m.noise_eps = (real)cfg_float(cfg, "moe-noise-epsilon");
+    m.recompute = cfg_bool(cfg, "moe-recompute");
+    return m;
+}
+
+const char *lm_config_from_options(const Config *cfg, int64_t vocab, LmConfig *out) {
+    memset(out, 0, sizeof *out);
+    out->vocab = vocab;
+    out->dim = cfg_int(cfg, "dim-emb");
+    out->rnn = cfg_int(cfg, "dim-rnn");
+    out->proj = cfg_int(cfg, "dim-proj");
+    const char *e = lm_parse_layers(out, cfg_str(cfg, "layers"));
+    if (e) return e;
+    out->moe = moe_config_from_options(cfg, out->dim);
+    out->dropout = (real)cfg_float(cfg, "dropout");
+    out->residual = cfg_bool(cfg, "residual");
+    out->tied = cfg_bool(cfg, "tied-embeddings");
+    out->sampled = !strcmp(cfg_str(cfg, "softmax"), "sampled");
+    out->samples = cfg_int(cfg, "softmax-samples");
+    out->chunk = cfg_int(cfg, "softmax-chunk");
+    return lm_config_error(out);
+}
+
+void lm_config_describe(const LmConfig *c, char *buf, size_t n) {
+    char layers[128] = "";
+    for (int l = 0; l < c->n_layers; l++) {
+        strncat(layers, c->kind[l] == LM_LAYER_LSTM ? "lstm" : "moe", sizeof layers - strlen(layers) - 1);
+        if (l + 1 < c->n_layers) strncat(layers, ",", sizeof layers - strlen(layers) - 1);
+    }
+    int has_moe = 0;
+    for (int l = 0; l < c->n_layers; l++) has_moe |= c->kind[l] == LM_LAYER_MOE;
+    static const char *gates[] = {"noisy-topk", "batchwise", "softmax", "none"};
+    char moe[160] = "";
+    if (has_moe) {
+        const MoeConfig *m = &c->moe;
+        if (m->groups)
+            snprintf(moe, sizeof moe, " | moe %dx%d k=%d+%d %s h=%lld", m->groups, m->experts / m->groups, m->k, m->k,
+                     gates[m->gating], (long long)m->hidden);
+        else
+            snprintf(moe, sizeof moe, " | moe %d k=%d %s h=%lld%s", m->experts, m->k, gates[m->gating],
+                     (long long)m->hidden, m->hidden_layers > 1 ? " deep" : "");
+    }
+    char lstm[48];
+    if (c->proj)
+        snprintf(lstm, sizeof lstm, "%lld/%lld", (long long)c->rnn, (long long)c->proj);
+    else
+        snprintf(lstm, sizeof lstm, "%lld", (long long)c->rnn);
+    snprintf(buf, n, "layers %s | dim %lld | lstm %s%s | vocab %lld | softmax %s", layers, (long long)c->dim, lstm, moe,
+             (long long)c->vocab, c->sampled ? "sampled" : "full");
+}

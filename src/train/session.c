@@ -1,0 +1,76 @@
+#include "train/session.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/check.h"
+#include "core/log.h"
+
+void session_logging(const Config *cfg) {
+    log_set_quiet(cfg_bool(cfg, "quiet"));
+    const char *path = cfg_str(cfg, "log");
+    if (path && *path) {
+        FILE *f = fopen(path, "a");
+        if (!f) FATAL(EXIT_USAGE, "--log: cannot open '%s' for appending", path);
+        log_set_file(f);
+    }
+}
+
+Backend *session_backend(const Config *cfg) {
+    size_t n = 0;
+    const char *const *dev = cfg_list(cfg, "devices", &n);
+    int threads = (int)cfg_int(cfg, "cpu-threads");
+    if (n > 1) FATAL_HINT(EXIT_USAGE, "run one process per GPU (see README: Running on a cluster)",
+                          "--devices: one device per process, got %zu", n);
+    if (n == 1 && strcmp(dev[0], "cpu") != 0) {
+        char spec[32];
+        snprintf(spec, sizeof spec, "cuda:%s", dev[0]);
+        return backend_create(spec, threads);
+    }
+    if (n == 0 && backend_cuda_available() > 0) return backend_create("cuda:0", threads);
+    return backend_create("cpu", threads);
+}
+
+int session_info(const Config *cfg, const char *tool) {
+    if (cfg_bool(cfg, "version")) {
+        printf("%s %s\n", tool, MOE_VERSION);
+        return 1;
+    }
+    if (cfg_bool(cfg, "build-info")) {
+        int cuda = backend_cuda_available();
+        printf("%s %s\n", tool, MOE_VERSION);
+        printf("real: %s\nBLAS: OpenBLAS (CPU backend)\nCUDA backend: %s\n", REAL_NAME,
+               cuda < 0 ? "not built" : cuda == 0 ? "built, no GPU visible" : "built");
+        printf("SentencePiece: yes\nMPI: no\n");
+        return 1;
+    }
+    return 0;
+}
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal_flag(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static void on_signal_exit(int sig) {
+    (void)sig;
+    static const char msg[] = "moe: terminated by signal, exiting without saving (--sigterm exit-immediately)\n";
+    if (write(2, msg, sizeof msg - 1) < 0) _exit(EXIT_SIGTERM);
+    _exit(EXIT_SIGTERM);
+}
+
+void session_signals(int save_and_exit) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = save_and_exit ? on_signal_flag : on_signal_exit;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+int session_stop_requested(void) { return g_stop != 0; }
+void session_reset_stop(void) { g_stop = 0; }
