@@ -89,8 +89,10 @@ void arena_reset(Arena *a) {
     a->demand = 0;
     if (overflowed) {
         size_t want = align_up(a->peak + a->peak / 8);
-        log_line("memory", "arena %s | grown from %.1f MiB to %.1f MiB", a->name, a->cap / 1048576.0,
-                 want / 1048576.0);
+        /* the first sizing is expected; later growth means a batch larger than any before */
+        if (a->cap)
+            log_line("memory", "arena %s | grown from %.1f MiB to %.1f MiB", a->name, a->cap / 1048576.0,
+                     want / 1048576.0);
         arena_reserve(a, want);
         a->grows++;
     }

@@ -206,7 +206,15 @@ static int load_any(Config *cfg, const char *text, size_t len, FILE *f, const ch
 /* The included recipes of a "config:" entry. */
 static int load_includes(Config *cfg, const Entry *e, const char *name, Stack *st, char *err, size_t n) {
     for (size_t k = 0; k < e->n; k++) {
+        /* an include is relative to the recipe that names it (data paths stay
+         * relative to the working directory) */
+        char joined[PATH_MAX];
         const char *path = e->vals[k];
+        const char *slash = strrchr(name, '/');
+        if (path[0] != '/' && slash) {
+            snprintf(joined, sizeof joined, "%.*s/%s", (int)(slash - name), name, path);
+            path = joined;
+        }
         char real[PATH_MAX];
         const char *id = realpath(path, real) ? real : path;
         for (int i = 0; i < st->depth; i++)

@@ -212,6 +212,14 @@ static void write_state(Run *r, const char *path) {
 
 static void save(Run *r, const char *why) {
     double t0 = now_s();
+    /* an update can make the weights non-finite before any loss shows it:
+     * never let such weights replace the last good checkpoint */
+    Tensor ss = nn_tensor(&r->ctx, DT_F32, 1, 1);
+    OP(r->be, sumsq, r->ps.val, tnone(), ss, 0);
+    double sq = be_read_scalar(r->be, ss, 0);
+    if (!isfinite(sq))
+        FATAL_HINT(EXIT_RUNTIME, "lower --learn-rate or --clip-norm; the last checkpoint is intact",
+                   "the weights are not finite after update %lld; stopping without saving", (long long)r->pr.step);
     write_state(r, r->paths.state_new);
     write_model(r, r->paths.model, r->pr.step);
     if (rename(r->paths.state_new, r->paths.state) != 0)
@@ -328,9 +336,18 @@ static int validate(Run *r) {
     } else {
         p->stalled++;
     }
-    log_line("valid", "step %lld | %s %.4f | cross-entropy %.4f | tokens %lld | best %.4f (step %lld) | stalled %lld | %.1fs",
+    char line[512];
+    snprintf(line, sizeof line, "step %lld | %s %.4f | cross-entropy %.4f | tokens %lld | best %.4f (step %lld) | stalled %lld | %.1fs",
              (long long)p->step, metric, value, ce, (long long)ev.tokens, p->best, (long long)p->best_step,
              (long long)p->stalled, now_s() - t0);
+    log_line("valid", "%s", line);
+    const char *vlog = cfg_str(r->cfg, "valid-log");
+    if (vlog && *vlog) {
+        FILE *f = fopen(vlog, "a");
+        if (!f) FATAL(EXIT_RUNTIME, "--valid-log: cannot append to '%s'", vlog);
+        fprintf(f, "%s\n", line);
+        if (fclose(f)) FATAL(EXIT_RUNTIME, "--valid-log: cannot write '%s'", vlog);
+    }
     if (improved && cfg_bool(r->cfg, "keep-best")) {
         char path[4200];
         train_best_path(r->paths.model, metric, path, sizeof path);
@@ -458,7 +475,7 @@ int train_lm(Config *cfg) {
     int64_t disp = cfg_int(cfg, "disp-freq"), vfreq = cfg_int(cfg, "valid-freq"), sfreq = cfg_int(cfg, "save-freq");
     double win_loss = 0, t_win = now_s(), t_start = now_s();
     int64_t win_tok = 0, win_steps = 0, start_tokens = r->pr.tokens;
-    int exit_code = EXIT_OK;
+    int exit_code = EXIT_OK, mem_logged = 0;
     const char *why = "end of training";
     int n_moe = 0;
     for (int l = 0; l < r->lc.n_layers; l++) n_moe += r->lc.kind[l] == LM_LAYER_MOE;
@@ -505,6 +522,14 @@ int train_lm(Config *cfg) {
                        (long long)r->pr.step + 1);
         r->pr.step++;
         r->pr.tokens += step_tok;
+        if (!mem_logged) {
+            /* the first update sized the arena for a step's activations */
+            arena_reset(&r->arena);
+            log_line("memory", "activations %.1f MiB per step | parameters, gradients and optimizer state %.1f MiB | %s",
+                     r->arena.cap / 1048576.0, (2.0 * r->ps.total + r->ps.opt_total) * sizeof(real) / 1048576.0,
+                     r->be->name);
+            mem_logged = 1;
+        }
         win_loss += step_ce;
         win_tok += step_tok;
         win_steps++;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Usage errors exit 2 with one line naming the option, recipe file, line and key;
+# --help, --version and --dump-config work; a dumped config loads back unchanged.
+. "$(dirname "$0")/common.bash"
+expect 2 "unknown option '--dim-embb' \(did you mean '--dim-emb'\?\)" "$BIN/moe-train" --dim-embb 3
+expect 2 "'--beam-size' is not an option of moe-train" "$BIN/moe-train" --beam-size 3
+expect 2 "option '--dim-emb' expects an integer, got 'x'" "$BIN/moe-train" --dim-emb x
+expect 2 "--train-sets: no training corpus" "$BIN/moe-train" --after 1u
+printf 'dim-emb: 64\nmoe-top-kk: 2\n' >bad.yml
+expect 2 "bad.yml:2: unknown option 'moe-top-kk' \(did you mean 'moe-top-k'\?\)" "$BIN/moe-train" -c bad.yml
+printf 'dim-emb: [1, 2\n' >broken.yml
+expect 2 "broken.yml:[0-9]+" "$BIN/moe-train" -c broken.yml
+expect 2 "cannot open recipe|No such file" "$BIN/moe-train" -c missing.yml
+printf 'moe-groups: 3\nmoe-expert-count: 10\n' >groups.yml
+ptb=$SHARED/data/ptb
+if [ -f "$ptb/ptb.valid.txt" ]; then
+    expect 2 "--moe-groups 3 must be >= 2 and divide --moe-expert-count 10" \
+        "$BIN/moe-train" -c groups.yml --train-sets "$ptb/ptb.valid.txt" --model g.bin --quiet
+fi
+"$BIN/moe-train" --help >help.txt || fail "--help"
+grep -q -- "--moe-top-k" help.txt || fail "--help lacks --moe-top-k"
+"$BIN/moe-eval" --help | grep -q -- "--word-scores" || fail "moe-eval --help"
+"$BIN/moe-train" --version | grep -qE "^moe-train [0-9]" || fail "--version"
+"$BIN/moe-train" -c "$ROOT/recipes/lm1b-moe-4096-h.yml" --dump-config >d1.yml || fail "--dump-config"
+"$BIN/moe-train" -c d1.yml --dump-config >d2.yml || fail "reloading a dumped config"
+diff d1.yml d2.yml || fail "a dumped config does not load back unchanged"
+grep -q "moe-expert-count: 4096" d1.yml || fail "the dump lacks the recipe's values"
+echo "usage errors name option, file and line; help, version and dump-config round trip"
