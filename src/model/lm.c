@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "model/moe_block.h"
 
 const char *lm_parse_layers(LmConfig *cfg, const char *spec) {
     static char msg[160];
@@ -174,17 +175,10 @@ static void upload_batch(Ctx *c, const LmBatch *b, BatchDev *d) {
 
 /* Everything the backward needs, per layer. */
 typedef struct {
-    Tensor in, y, s, out;   /* layer input, raw output (LSTM y / MoE sigmoid), MoE sigmoid, final output */
-    Tensor xin;             /* MoE input rows (compacted when there is padding) */
+    Tensor in, y, out; /* layer input, LSTM output, layer output */
     LstmCache lc;
-    MoeCache mc;
+    MoeBlockCache mb;
 } LayerCache;
-
-static void moe_losses_add(Ctx *c, const MoeCache *mc, LmResult *res) {
-    real v[MOE_LOSS_N];
-    be_download_tensor(c->be, v, mc->losses);
-    for (int i = 0; i < MOE_LOSS_N; i++) res->moe[i] += v[i];
-}
 
 /* Forward through the layers; returns the top hidden states [N x d]. */
 static Tensor layers_forward(Ctx *c, const Lm *m, const LmBatch *b, const BatchDev *d, LmCarry *carry,
@@ -198,37 +192,20 @@ static Tensor layers_forward(Ctx *c, const Lm *m, const LmBatch *b, const BatchD
     for (int l = 0; l < cfg->n_layers; l++) {
         LayerCache *L = &lc[l];
         L->in = h;
+        L->out = nn_tensor(c, DT_F32, N, D);
         if (cfg->kind[l] == LM_LAYER_LSTM) {
             L->y = nn_tensor(c, DT_F32, N, D);
             LstmState *st = carry ? &carry->st[l] : NULL;
             const LstmState *init = carry && b->carry ? st : NULL;
             lstm_forward(c, &m->lstm[l], h, b->T, b->B, d->mask, init, 0, L->y, st, &L->lc);
-            L->s = L->y;
+            nn_dropout(c, L->y, L->out, cfg->dropout, m->site[l + 1]);
+            if (cfg->residual) OP(c->be, axpby, 1, h, 1, L->out);
         } else {
-            int64_t nv = d->nvalid;
-            L->xin = h;
-            if (!tnull(d->valid)) {
-                L->xin = nn_tensor(c, DT_F32, nv, D);
-                OP(c->be, gather_rows, h, d->valid, 0, L->xin);
-            }
-            Tensor mo = nn_tensor(c, DT_F32, nv, D);
-            moe_forward(c, &m->moe[l], L->xin, mo, &L->mc);
-            moe_losses_add(c, &L->mc, res);
-            if (stats && first_moe) moe_stats(c, &m->moe[l], &L->mc, stats);
+            moe_block_forward(c, &m->moe[l], h, d->valid, cfg->dropout, m->site[l + 1], cfg->residual, L->out, &L->mb);
+            moe_block_losses(c, &L->mb, res->moe);
+            if (stats && first_moe) moe_stats(c, &m->moe[l], &L->mb.mc, stats);
             first_moe = 0;
-            L->s = mo;
-            OP(c->be, act_fwd, ACT_SIGMOID, mo, L->s);
         }
-        /* dropout, back to all positions, residual */
-        Tensor dr = nn_tensor(c, DT_F32, L->s.r, D);
-        nn_dropout(c, L->s, dr, cfg->dropout, m->site[l + 1]);
-        if (cfg->kind[l] == LM_LAYER_MOE && !tnull(d->valid)) {
-            L->out = nn_zeros(c, DT_F32, N, D);
-            OP(c->be, scatter_add_rows, 1, dr, d->valid, L->out);
-        } else {
-            L->out = dr;
-        }
-        if (cfg->residual) OP(c->be, axpby, 1, h, 1, L->out);
         h = L->out;
     }
     return h;
@@ -244,23 +221,10 @@ static void layers_backward(Ctx *c, const Lm *m, const BatchDev *d, LayerCache *
             Tensor dy = nn_tensor(c, DT_F32, N, D);
             nn_dropout_backward(c, dh, dy, cfg->dropout, m->site[l + 1]);
             lstm_backward(c, &m->lstm[l], &L->lc, dy, NULL, din, NULL);
+            if (cfg->residual) OP(c->be, axpby, 1, dh, 1, din);
         } else {
-            int64_t nv = d->nvalid;
-            Tensor ds = nn_tensor(c, DT_F32, nv, D);
-            if (!tnull(d->valid))
-                OP(c->be, gather_rows, dh, d->valid, 0, ds);
-            else
-                OP(c->be, copy, ds, dh);
-            nn_dropout_backward(c, ds, ds, cfg->dropout, m->site[l + 1]);
-            OP(c->be, act_bwd, ACT_SIGMOID, L->s, ds, ds);
-            Tensor dx = tnull(d->valid) ? din : nn_tensor(c, DT_F32, nv, D);
-            moe_backward(c, &m->moe[l], &L->mc, ds, dx);
-            if (!tnull(d->valid)) {
-                OP(c->be, fill, din, 0.0);
-                OP(c->be, scatter_add_rows, 1, dx, d->valid, din);
-            }
+            moe_block_backward(c, &m->moe[l], &L->mb, d->valid, cfg->dropout, m->site[l + 1], cfg->residual, dh, din);
         }
-        if (cfg->residual) OP(c->be, axpby, 1, dh, 1, din);
         dh = din;
     }
     nn_dropout_backward(c, dh, dh, cfg->dropout, m->site[0]);

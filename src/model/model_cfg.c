@@ -65,3 +65,48 @@ void lm_config_describe(const LmConfig *c, char *buf, size_t n) {
     snprintf(buf, n, "layers %s | dim %lld | lstm %s%s | vocab %lld | softmax %s", layers, (long long)c->dim, lstm, moe,
              (long long)c->vocab, c->sampled ? "sampled" : "full");
 }
+
+const char *s2s_config_from_options(const Config *cfg, int64_t vocab, S2sConfig *out) {
+    memset(out, 0, sizeof *out);
+    out->vocab = vocab;
+    out->dim = cfg_int(cfg, "dim-emb");
+    out->rnn = cfg_int(cfg, "dim-rnn");
+    out->proj = cfg_int(cfg, "dim-proj");
+    out->enc_depth = (int)cfg_int(cfg, "enc-depth");
+    out->dec_depth = (int)cfg_int(cfg, "dec-depth");
+    out->enc_moe_after = (int)cfg_int(cfg, "enc-moe-after");
+    out->dec_moe_after = (int)cfg_int(cfg, "dec-moe-after");
+    out->enc_bidir = cfg_bool(cfg, "enc-bidirectional");
+    if (attention_type_parse(cfg_str(cfg, "attention"), &out->attention)) return "--attention: unknown form";
+    out->att_dim = cfg_int(cfg, "dim-attention");
+    out->moe = moe_config_from_options(cfg, out->dim);
+    out->dropout = (real)cfg_float(cfg, "dropout");
+    out->residual = cfg_bool(cfg, "residual");
+    out->tied = cfg_bool(cfg, "tied-embeddings");
+    out->sampled = !strcmp(cfg_str(cfg, "softmax"), "sampled");
+    out->samples = cfg_int(cfg, "softmax-samples");
+    out->chunk = cfg_int(cfg, "softmax-chunk");
+    return s2s_config_error(out);
+}
+
+void s2s_config_describe(const S2sConfig *c, char *buf, size_t n) {
+    static const char *gates[] = {"noisy-topk", "batchwise", "softmax", "none"};
+    char moe[160] = "none", lstm[48];
+    const MoeConfig *m = &c->moe;
+    if (c->enc_moe_after || c->dec_moe_after) {
+        if (m->groups)
+            snprintf(moe, sizeof moe, "%dx%d k=%d+%d %s h=%lld (encoder after layer %d, decoder after layer %d)",
+                     m->groups, m->experts / m->groups, m->k, m->k, gates[m->gating], (long long)m->hidden,
+                     c->enc_moe_after, c->dec_moe_after);
+        else
+            snprintf(moe, sizeof moe, "%d k=%d %s h=%lld (encoder after layer %d, decoder after layer %d)", m->experts,
+                     m->k, gates[m->gating], (long long)m->hidden, c->enc_moe_after, c->dec_moe_after);
+    }
+    if (c->proj)
+        snprintf(lstm, sizeof lstm, "%lld/%lld", (long long)c->rnn, (long long)c->proj);
+    else
+        snprintf(lstm, sizeof lstm, "%lld", (long long)c->rnn);
+    snprintf(buf, n, "encoder %d%s x lstm %s | decoder %d x lstm %s | dim %lld | attention %s %lld | moe %s | vocab %lld",
+             c->enc_depth, c->enc_bidir ? " (first bidirectional)" : "", lstm, c->dec_depth, lstm, (long long)c->dim,
+             attention_type_name(c->attention), (long long)c->att_dim, moe, (long long)c->vocab);
+}

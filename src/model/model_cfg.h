@@ -6,12 +6,16 @@
 
 #include "core/options.h"
 #include "model/lm.h"
+#include "model/s2s.h"
 
 /* The MoE settings (--moe-*) for layers of width dim. */
 MoeConfig moe_config_from_options(const Config *cfg, int64_t dim);
 /* The LM settings for a vocabulary of `vocab` entries; NULL or a one-line
  * reason the options do not describe a model. */
 const char *lm_config_from_options(const Config *cfg, int64_t vocab, LmConfig *out);
+/* The translation-model settings for a shared vocabulary of `vocab` pieces. */
+const char *s2s_config_from_options(const Config *cfg, int64_t vocab, S2sConfig *out);
+void s2s_config_describe(const S2sConfig *c, char *buf, size_t n);
 /* A one-line description: "lstm,moe,lstm d=512 MoE-32 k=4 (noisy-topk) ...". */
 void lm_config_describe(const LmConfig *c, char *buf, size_t n);
 

@@ -1,16 +1,29 @@
-/* moe-eval: perplexity of a language model on text.
- *   moe-eval -m model.bin --text test.txt [--word-scores] [--json]
+/* moe-eval: perplexity of a language model, and BLEU / chrF of translations.
+ *   moe-eval -m model.bin --text test.txt [--word-scores] [--json]      perplexity
+ *   moe-eval --refs ref.de [ref2.de] [--hyps hyp.de] [--metrics bleu chrf]   scores (hyps: stdin)
+ *   moe-eval -m model.bin -t test.en ref.de                               translate, then score
+ * BLEU is sacrebleu's (13a tokenizer, exp smoothing) unless --tokenize none,
+ * which gives Moses multi-bleu.perl's numbers on tokenized text.
  * Exit codes: 0 ok; 1 runtime failure (unreadable or corrupt files); 2 usage. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/check.h"
 #include "core/log.h"
 #include "data/lmbatch.h"
+#include "data/textio.h"
+#include "decode/translate.h"
 #include "model/lm_file.h"
+#include "model/s2s_file.h"
+#include "text/bleu.h"
+#include "text/chrf.h"
+#include "text/utf8.h"
 #include "train/lm_eval.h"
 #include "train/session.h"
+
+#define IMPL "moe-eval-" MOE_VERSION
 
 typedef struct {
     const Vocab *v;
@@ -83,11 +96,202 @@ static int eval_lm(const Config *cfg) {
     return 0;
 }
 
+/* ---- translation metrics ------------------------------------------------------ */
+
+typedef struct {
+    char **l;
+    int64_t n, cap;
+} Lines;
+
+static void lines_add(Lines *L, const char *s) {
+    if (L->n == L->cap) {
+        L->cap = L->cap ? 2 * L->cap : 1024;
+        L->l = xrealloc(L->l, (size_t)L->cap * sizeof(char *), "lines");
+    }
+    L->l[L->n++] = xstrdup(s);
+}
+
+static void lines_free(Lines *L) {
+    for (int64_t i = 0; i < L->n; i++) free(L->l[i]);
+    free(L->l);
+}
+
+/* A text file (plain or gzip) or stdin ("-"), line endings removed. */
+static Lines read_lines(const char *path) {
+    Lines L = {0};
+    if (!strcmp(path, "-")) {
+        char *buf = NULL;
+        size_t cap = 0;
+        ssize_t len;
+        while ((len = getline(&buf, &cap, stdin)) >= 0) {
+            if (len && buf[len - 1] == '\n') buf[--len] = 0;
+            if (len && buf[len - 1] == '\r') buf[--len] = 0;
+            lines_add(&L, buf);
+        }
+        free(buf);
+        return L;
+    }
+    char err[1024];
+    TextReader *r;
+    if (textio_open(&r, path, 0, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
+    for (;;) {
+        char *line;
+        size_t len;
+        int rc = textio_next(r, &line, &len);
+        if (rc == TEXTIO_EOF) break;
+        if (rc < 0) FATAL(EXIT_RUNTIME, "%s", textio_error(r));
+        lines_add(&L, line);
+    }
+    textio_close(r);
+    return L;
+}
+
+/* sacrebleu strips trailing whitespace (Python's set) from every line. */
+static void rstrip_all(Lines *L) {
+    for (int64_t i = 0; i < L->n; i++) L->l[i][utf8_rstrip_len(L->l[i], strlen(L->l[i]))] = 0;
+}
+
+static void score(const Config *cfg, Lines *hyps, const char *hyp_name, Lines *refs, const char *const *ref_names,
+                  int nrefs) {
+    for (int r = 0; r < nrefs; r++)
+        if (refs[r].n != hyps->n)
+            FATAL(EXIT_USAGE, "%s has %lld lines but %s has %lld", ref_names[r], (long long)refs[r].n, hyp_name,
+                  (long long)hyps->n);
+    size_t nm = 0;
+    const char *const *metrics = cfg_list(cfg, "metrics", &nm);
+    int lower = cfg_bool(cfg, "lowercase"), json = cfg_bool(cfg, "json");
+    int none = !strcmp(cfg_str(cfg, "tokenize"), "none");
+    if (!none) {
+        rstrip_all(hyps);
+        for (int r = 0; r < nrefs; r++) rstrip_all(&refs[r]);
+    }
+    const char **rv = xmalloc((size_t)nrefs * sizeof(char *), "references");
+    char out[8192], sig[512];
+    if (json && nm > 1) printf("[\n");
+    for (size_t k = 0; k < nm; k++) {
+        if (!strcmp(metrics[k], "bleu")) {
+            bleu_opts o = none ? bleu_multibleu_opts(lower) : bleu_default_opts();
+            o.lowercase = lower;
+            bleu *b = bleu_new(&o);
+            for (int64_t i = 0; i < hyps->n; i++) {
+                for (int r = 0; r < nrefs; r++) rv[r] = refs[r].l[i];
+                bleu_add(b, hyps->l[i], rv, nrefs, NULL);
+            }
+            bleu_score s = bleu_corpus_score(b);
+            if (!none && bleu_looks_tokenized(b)) log_warn("%s", bleu_tokenized_warning());
+            bleu_signature(&o, bleu_nrefs(b), IMPL, sig, sizeof sig);
+            if (json)
+                bleu_format_json(&s, sig, 1, out, sizeof out);
+            else if (none)
+                bleu_format_multibleu(&s, out, sizeof out);
+            else
+                bleu_format_text(&s, sig, 1, out, sizeof out);
+            bleu_free(b);
+        } else {
+            chrf_opts o = chrf_default_opts();
+            o.lowercase = lower;
+            chrf *c = chrf_new(&o);
+            for (int64_t i = 0; i < hyps->n; i++) {
+                for (int r = 0; r < nrefs; r++) rv[r] = refs[r].l[i];
+                chrf_add(c, hyps->l[i], rv, nrefs, NULL);
+            }
+            chrf_signature(&o, nrefs, IMPL, sig, sizeof sig);
+            double v = chrf_corpus_score(c);
+            if (json)
+                chrf_format_json(&o, v, sig, 1, out, sizeof out);
+            else
+                chrf_format_text(&o, v, sig, 1, out, sizeof out);
+            chrf_free(c);
+        }
+        printf("%s%s\n", out, json && nm > 1 && k + 1 < nm ? "," : "");
+    }
+    if (json && nm > 1) printf("]\n");
+    free(rv);
+}
+
+static int eval_refs(const Config *cfg) {
+    size_t nr = 0;
+    const char *const *refs = cfg_list(cfg, "refs", &nr);
+    const char *hp = cfg_str(cfg, "hyps");
+    Lines hyps = read_lines(hp);
+    Lines *R = xcalloc(nr, sizeof *R, "references");
+    for (size_t r = 0; r < nr; r++) R[r] = read_lines(refs[r]);
+    score(cfg, &hyps, !strcmp(hp, "-") ? "stdin" : hp, R, refs, (int)nr);
+    for (size_t r = 0; r < nr; r++) lines_free(&R[r]);
+    free(R);
+    lines_free(&hyps);
+    return 0;
+}
+
+static int eval_translate(const Config *cfg) {
+    size_t nt = 0, nr = 0;
+    const char *const *test = cfg_list(cfg, "test", &nt);
+    const char *const *more = cfg_list(cfg, "refs", &nr);
+    Backend *be = session_backend(cfg);
+    S2sFile f;
+    s2s_file_load(&f, cfg_str(cfg, "model"), be);
+    Lines src = read_lines(test[0]);
+    Arena arena;
+    arena_init(&arena, be, 0, "activations");
+    Ctx ctx = {.be = be, .arena = &arena, .ps = &f.ps, .train = 0, .seed = 1};
+    Translator tl = {.ctx = &ctx, .m = &f.m, .spm = f.spm, .src_eos = 1, .where = test[0]};
+    tl.opts = beam_opts_default();
+    tl.opts.beam_size = (int)cfg_int(cfg, "beam-size");
+    tl.opts.alpha = (float)cfg_float(cfg, "normalize");
+    tl.opts.beta = (float)cfg_float(cfg, "coverage-penalty");
+    tl.opts.max_len_factor = (float)cfg_float(cfg, "max-length-factor");
+    tl.opts.nbest = 1;
+    char err[256];
+    if (beam_opts_check(&tl.opts, err, sizeof err)) FATAL(EXIT_USAGE, "%s", err);
+    int B = (int)cfg_int(cfg, "mini-batch");
+    if (B < 1) FATAL(EXIT_USAGE, "--mini-batch must be at least 1");
+    Lines hyps = {0};
+    TransOut *out = xcalloc((size_t)B, sizeof *out, "translations");
+    for (int64_t i = 0; i < src.n; i += B) {
+        int n = (int)(src.n - i < B ? src.n - i : B);
+        translate_lines(&tl, (const char *const *)src.l + i, n, i + 1, out);
+        for (int j = 0; j < n; j++) lines_add(&hyps, out[j].text[0]);
+        translate_out_free(out, n);
+    }
+    free(out);
+    const char **names = xmalloc((nr + 1) * sizeof(char *), "references");
+    Lines *R = xcalloc(nr + 1, sizeof *R, "references");
+    names[0] = test[1];
+    R[0] = read_lines(test[1]);
+    for (size_t r = 0; r < nr; r++) {
+        names[r + 1] = more[r];
+        R[r + 1] = read_lines(more[r]);
+    }
+    score(cfg, &hyps, "the translations", R, names, (int)nr + 1);
+    for (size_t r = 0; r <= nr; r++) lines_free(&R[r]);
+    free(R);
+    free(names);
+    lines_free(&hyps);
+    lines_free(&src);
+    arena_destroy(&arena);
+    s2s_file_free(&f);
+    backend_destroy(be);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     Config *cfg = options_init(TOOL_EVAL, argc, argv);
     if (session_info(cfg, "moe-eval")) return 0;
     session_logging(cfg);
-    int rc = eval_lm(cfg);
+    size_t nt = 0, nr = 0, nx = 0;
+    cfg_list(cfg, "test", &nt);
+    cfg_list(cfg, "refs", &nr);
+    cfg_list(cfg, "text", &nx);
+    int rc;
+    if (nt)
+        rc = eval_translate(cfg);
+    else if (nr)
+        rc = eval_refs(cfg);
+    else if (nx)
+        rc = eval_lm(cfg);
+    else
+        FATAL_HINT(EXIT_USAGE, "see moe-eval --help",
+                   "nothing to evaluate: give --text (perplexity), --refs (BLEU/chrF of --hyps) or -t SRC REF");
     cfg_free(cfg);
     return rc;
 }

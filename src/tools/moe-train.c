@@ -4,18 +4,14 @@
  * after SIGTERM/SIGINT. */
 #include <string.h>
 
-#include "core/check.h"
 #include "train/session.h"
-#include "train/train.h"
+#include "train/trainer.h"
 
 int main(int argc, char **argv) {
     Config *cfg = options_init(TOOL_TRAIN, argc, argv);
     if (session_info(cfg, "moe-train")) return 0;
-    int rc;
-    if (!strcmp(cfg_str(cfg, "type"), "lm"))
-        rc = train_lm(cfg);
-    else
-        FATAL(EXIT_USAGE, "--type s2s: the translation model arrives with the translation issue");
+    Task *task = !strcmp(cfg_str(cfg, "type"), "s2s") ? task_s2s_new() : task_lm_new();
+    int rc = trainer_run(cfg, task);
     cfg_free(cfg);
     return rc;
 }

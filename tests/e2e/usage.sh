@@ -3,7 +3,7 @@
 # --help, --version and --dump-config work; a dumped config loads back unchanged.
 . "$(dirname "$0")/common.bash"
 expect 2 "unknown option '--dim-embb' \(did you mean '--dim-emb'\?\)" "$BIN/moe-train" --dim-embb 3
-expect 2 "'--beam-size' is not an option of moe-train" "$BIN/moe-train" --beam-size 3
+expect 2 "'--n-best' is not an option of moe-train" "$BIN/moe-train" --n-best
 expect 2 "option '--dim-emb' expects an integer, got 'x'" "$BIN/moe-train" --dim-emb x
 expect 2 "--train-sets: no training corpus" "$BIN/moe-train" --after 1u
 printf 'dim-emb: 64\nmoe-top-kk: 2\n' >bad.yml

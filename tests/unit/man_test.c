@@ -23,8 +23,13 @@ static void test_moe_eval(void **s) {
     (void)s;
     check(TOOL_EVAL, "man/moe-eval.1");
 }
+static void test_moe_translate(void **s) {
+    (void)s;
+    check(TOOL_TRANSLATE, "man/moe-translate.1");
+}
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_moe_train), cmocka_unit_test(test_moe_eval)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_moe_train), cmocka_unit_test(test_moe_eval),
+                                       cmocka_unit_test(test_moe_translate)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -115,6 +115,9 @@ static void test_table_has_every_option(void **state) {
         {"no-optimizer-reload", TOOL_TRAIN},
         {"no-restore-corpus", TOOL_TRAIN},
         {"sigterm", TOOL_TRAIN},
+        {"max-length-ratio", TOOL_TRAIN},
+        {"sentencepiece-max-lines", TOOL_TRAIN},
+        {"sentencepiece-options", TOOL_TRAIN},
         {"vocab-min-count", TOOL_TRAIN},
         {"valid-sets", TOOL_TRAIN},
         {"valid-freq", TOOL_TRAIN},
@@ -124,11 +127,11 @@ static void test_table_has_every_option(void **state) {
         {"valid-log", TOOL_TRAIN},
         {"input", TOOL_TRANSLATE},
         {"output", TOOL_TRANSLATE},
-        {"beam-size", TOOL_EVAL | TOOL_TRANSLATE},
-        {"normalize", TOOL_EVAL | TOOL_TRANSLATE},
-        {"coverage-penalty", TOOL_EVAL | TOOL_TRANSLATE},
+        {"beam-size", TOOL_ALL},
+        {"normalize", TOOL_ALL},
+        {"coverage-penalty", TOOL_ALL},
         {"n-best", TOOL_TRANSLATE},
-        {"max-length-factor", TOOL_EVAL | TOOL_TRANSLATE},
+        {"max-length-factor", TOOL_ALL},
         {"text", TOOL_EVAL},
         {"word-scores", TOOL_EVAL},
         {"json", TOOL_EVAL},
@@ -328,13 +331,11 @@ static void test_argv_errors(void **state) {
     expect_error(TOOL_TRAIN, "unknown option '-dim-emb' (did you mean '--dim-emb'?)", "-dim-emb", "4", NULL);
     expect_error(TOOL_TRAIN, "unknown option '--zzzzzz' (see moe-train --help)", "--zzzzzz", NULL);
     expect_error(TOOL_TRAIN, "unknown option '-x' (see moe-train --help)", "-x", NULL);
-    expect_error(TOOL_TRAIN, "'--beam-size' is not an option of moe-train (only of moe-eval, moe-translate)",
-                 "--beam-size", "3", NULL);
+    expect_error(TOOL_TRAIN, "'--word-scores' is not an option of moe-train (only of moe-eval)", "--word-scores",
+                 NULL);
     expect_error(TOOL_TRANSLATE, "'--dim-emb' is not an option of moe-translate (only of moe-train)",
                  "--dim-emb", "3", NULL);
-    expect_error(TOOL_TRAIN,
-                 "'-b' is not an option of moe-train (it is --beam-size of moe-eval, moe-translate)", "-b",
-                 "3", NULL);
+    expect_error(TOOL_TRAIN, "'-r' is not an option of moe-train (it is --refs of moe-eval)", "-r", "x", NULL);
     expect_error(
         TOOL_TRANSLATE,
         "'-t' is not an option of moe-translate (it is --train-sets of moe-train; --test of moe-eval)", "-t",
@@ -429,7 +430,7 @@ static void test_getter_misuse_is_fatal(void **state) {
         fail_msg("wrong list type did not fail");
     }
     if (!setjmp(g_jump)) {
-        cfg_int(c, "beam-size"); /* an option of another tool */
+        cfg_bool(c, "word-scores"); /* an option of another tool */
         fail_msg("other tool's option did not fail");
     }
     moe_set_fatal_handler(NULL);

@@ -223,8 +223,8 @@ static void test_unknown_and_foreign_keys(void **state) {
                         ":3: unknown option 'dim-embb' (did you mean 'dim-emb'?)");
     expect_recipe_error(TOOL_TRAIN, "typo2.yml", "moe-expert-cuont: 8\n",
                         ":1: unknown option 'moe-expert-cuont' (did you mean 'moe-expert-count'?)");
-    expect_recipe_error(TOOL_TRAIN, "foreign.yml", "dim-emb: 512\nbeam-size: 6\n",
-                        ":2: 'beam-size' is not an option of moe-train (only of moe-eval, moe-translate)");
+    expect_recipe_error(TOOL_TRAIN, "foreign.yml", "dim-emb: 512\nn-best: true\n",
+                        ":2: 'n-best' is not an option of moe-train (only of moe-translate)");
     expect_recipe_error(TOOL_TRANSLATE, "foreign2.yml", "beam-size: 6\nmoe-top-k: 2\n",
                         ":2: 'moe-top-k' is not an option of moe-translate (only of moe-train)");
     expect_recipe_error(TOOL_TRAIN, "action.yml", "help: true\n",
@@ -433,7 +433,7 @@ static void test_dump_format(void **state) {
     assert_null(strstr(d, "dump-config:"));
     assert_null(strstr(d, "\nhelp:"));
     assert_null(strstr(d, "\nconfig:"));
-    assert_null(strstr(d, "beam-size"));
+    assert_null(strstr(d, "n-best"));
     free(d);
     cfg_free(c);
     c = cfg_new(TOOL_TRANSLATE);

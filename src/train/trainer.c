@@ -1,0 +1,356 @@
+/* The model-independent training loop (see trainer.h). */
+#include "train/trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/check.h"
+#include "core/log.h"
+#include "io/model_io.h"
+#include "train/session.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- checkpoints -------------------------------------------------------------- */
+
+static void write_model(Trainer *tr, const char *path) {
+    char err[CKPT_MSG_LEN];
+    ckpt_writer *w = ckpt_writer_open(path, CKPT_MODEL);
+    char *yaml = options_dump_string(tr->cfg, 0);
+    ckpt_put_str(w, "type", tr->task->ops->type);
+    ckpt_put_str(w, "created-by", "moe-train " MOE_VERSION);
+    ckpt_put_str(w, "config", yaml);
+    ckpt_put_i64(w, "step", tr->pr.step);
+    free(yaml);
+    tr->task->ops->write_model(tr->task, tr, w);
+    if (ckpt_writer_status(w) || model_write_params(w, &tr->ps, err, sizeof err)) {
+        if (ckpt_writer_status(w)) snprintf(err, sizeof err, "%s", ckpt_writer_errmsg(w));
+        ckpt_writer_abort(w);
+        FATAL(EXIT_RUNTIME, "%s", err);
+    }
+    if (ckpt_writer_commit(w, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
+}
+
+static void write_state(Trainer *tr, const char *path) {
+    char err[CKPT_MSG_LEN];
+    ckpt_writer *w = ckpt_writer_open(path, CKPT_STATE);
+    const Progress *p = &tr->pr;
+    ckpt_put_i64(w, "step", p->step);
+    ckpt_put_i64(w, "epoch", p->epoch);
+    ckpt_put_i64(w, "tokens", p->tokens);
+    ckpt_put_f64(w, "best", p->best);
+    ckpt_put_i64(w, "best-step", p->best_step);
+    ckpt_put_i64(w, "stalled", p->stalled);
+    ckpt_put_i64(w, "validations", p->validations);
+    int64_t oc[OPTIM_COUNTERS];
+    optim_save_counters(&tr->opt, oc);
+    ckpt_put_blob(w, "optimizer", oc, sizeof oc);
+    tr->task->ops->write_state(tr->task, tr, w);
+    if (ckpt_writer_status(w) || model_write_opt(w, &tr->ps, &tr->opt, err, sizeof err)) {
+        if (ckpt_writer_status(w)) snprintf(err, sizeof err, "%s", ckpt_writer_errmsg(w));
+        ckpt_writer_abort(w);
+        FATAL(EXIT_RUNTIME, "%s", err);
+    }
+    if (ckpt_writer_commit(w, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
+}
+
+static void save(Trainer *tr, const char *why) {
+    double t0 = now_s();
+    /* an update can make the weights non-finite before any loss shows it:
+     * never let such weights replace the last good checkpoint */
+    arena_reset(&tr->arena);
+    Tensor ss = nn_tensor(&tr->ctx, DT_F32, 1, 1);
+    OP(tr->be, sumsq, tr->ps.val, tnone(), ss, 0);
+    if (!isfinite(be_read_scalar(tr->be, ss, 0)))
+        FATAL_HINT(EXIT_RUNTIME, "lower --learn-rate or --clip-norm; the last checkpoint is intact",
+                   "the weights are not finite after update %lld; stopping without saving", (long long)tr->pr.step);
+    write_state(tr, tr->paths.state_new);
+    write_model(tr, tr->paths.model);
+    if (rename(tr->paths.state_new, tr->paths.state) != 0)
+        FATAL(EXIT_RUNTIME, "cannot rename '%s' to '%s'", tr->paths.state_new, tr->paths.state);
+    log_line("ckpt", "saved %s | step %lld | %s | %.1fs", tr->paths.model, (long long)tr->pr.step, why, now_s() - t0);
+}
+
+static void resume(Trainer *tr, int mode) {
+    char err[CKPT_MSG_LEN];
+    ckpt_reader *m;
+    if (ckpt_open(tr->paths.model, CKPT_MODEL, &m, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
+    if (model_read_params(m, tr->paths.model, &tr->ps, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
+    ckpt_get_i64(m, "step", &tr->pr.step);
+    ckpt_close(m);
+    if (mode != RECOVER_BOTH || cfg_bool(tr->cfg, "no-optimizer-reload")) {
+        if (mode == RECOVER_BOTH) log_line("ckpt", "weights restored, optimizer state not (--no-optimizer-reload)");
+        return;
+    }
+    ckpt_reader *s;
+    if (ckpt_open(tr->paths.state, CKPT_STATE, &s, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
+    const void *blob;
+    size_t n;
+    err[0] = 0;
+    if (ckpt_get_blob(s, "optimizer", &blob, &n) ||
+        optim_load_counters(&tr->opt, blob, n / sizeof(int64_t), err, sizeof err))
+        FATAL(EXIT_RUNTIME, "%s: %s", tr->paths.state, err[0] ? err : "no optimizer counters");
+    if (model_read_opt(s, tr->paths.state, &tr->ps, &tr->opt, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
+    ckpt_get_i64(s, "epoch", &tr->pr.epoch);
+    ckpt_get_i64(s, "tokens", &tr->pr.tokens);
+    ckpt_get_f64(s, "best", &tr->pr.best);
+    ckpt_get_i64(s, "best-step", &tr->pr.best_step);
+    ckpt_get_i64(s, "stalled", &tr->pr.stalled);
+    ckpt_get_i64(s, "validations", &tr->pr.validations);
+    tr->task->ops->read_state(tr->task, tr, s, !cfg_bool(tr->cfg, "no-restore-corpus"));
+    ckpt_close(s);
+}
+
+/* ---- validation ------------------------------------------------------------------- */
+
+/* Returns 1 when training should stop (early stopping). */
+static int validate(Trainer *tr) {
+    size_t nm = 0;
+    const char *const *metrics = cfg_list(tr->cfg, "valid-metrics", &nm);
+    double t0 = now_s();
+    char line[1024];
+    int n = 0;
+    double first = 0;
+    int higher = 0;
+    for (size_t i = 0; i < (nm ? nm : 1); i++) {
+        const char *metric = nm ? metrics[i] : "perplexity";
+        double v;
+        int hb = 0;
+        tr->ctx.train = 0;
+        int rc = tr->task->ops->validate(tr->task, tr, metric, &v, &hb);
+        tr->ctx.train = 1;
+        if (rc) return 0; /* no validation data */
+        if (i == 0) {
+            first = v;
+            higher = hb;
+        }
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %.4f", i ? " | " : "", metric, v);
+    }
+    Progress *p = &tr->pr;
+    p->validations++;
+    int improved = p->best_step == 0 || (higher ? first > p->best : first < p->best);
+    if (improved) {
+        p->best = first;
+        p->best_step = p->step;
+        p->stalled = 0;
+    } else {
+        p->stalled++;
+    }
+    char full[1400];
+    snprintf(full, sizeof full, "step %lld | %s | best %.4f (step %lld) | stalled %lld | %.1fs", (long long)p->step, line,
+             p->best, (long long)p->best_step, (long long)p->stalled, now_s() - t0);
+    log_line("valid", "%s", full);
+    const char *vlog = cfg_str(tr->cfg, "valid-log");
+    if (vlog && *vlog) {
+        FILE *f = fopen(vlog, "a");
+        if (!f) FATAL(EXIT_RUNTIME, "--valid-log: cannot append to '%s'", vlog);
+        fprintf(f, "%s\n", full);
+        if (fclose(f)) FATAL(EXIT_RUNTIME, "--valid-log: cannot write '%s'", vlog);
+    }
+    if (improved && cfg_bool(tr->cfg, "keep-best")) {
+        char path[4200];
+        train_best_path(tr->paths.model, nm ? metrics[0] : "perplexity", path, sizeof path);
+        write_model(tr, path);
+        log_line("ckpt", "best model saved | %s | step %lld", path, (long long)p->step);
+    }
+    int64_t patience = cfg_int(tr->cfg, "early-stopping");
+    if (patience > 0 && p->stalled >= patience) {
+        log_line("valid", "early stopping | %lld validations without improvement", (long long)p->stalled);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- setup ---------------------------------------------------------------------------- */
+
+static void setup_optimizer(Trainer *tr) {
+    const Config *cfg = tr->cfg;
+    OptConfig oc;
+    optim_config_default(&oc);
+    oc.kind = !strcmp(cfg_str(cfg, "optimizer"), "sgd") ? OPT_SGD : OPT_ADAM;
+    optim_kind_parse(cfg_str(cfg, "expert-optimizer"), &oc.expert);
+    size_t np = 0;
+    const double *op = cfg_list_float(cfg, "optimizer-params", &np);
+    if (np > 0) oc.b1 = op[0];
+    if (np > 1) oc.b2 = op[1];
+    if (np > 2) oc.eps = op[2];
+    oc.clip_norm = cfg_float(cfg, "clip-norm");
+    optim_init(&tr->opt, &oc);
+    params_alloc(&tr->ps, optim_state_size, &tr->opt);
+    SchedKind sk;
+    schedule_kind_parse(cfg_str(cfg, "lr-schedule"), &sk);
+    schedule_init(&tr->sched, sk, cfg_float(cfg, "learn-rate"), cfg_int(cfg, "lr-warmup"), cfg_int(cfg, "lr-constant"),
+                  cfg_float(cfg, "lr-decay"), cfg_int(cfg, "lr-decay-start"));
+    char od[256], sd[256];
+    log_line("train", "optimizer %s | schedule %s", optim_describe(&tr->opt, od, sizeof od),
+             schedule_describe(&tr->sched, sd, sizeof sd));
+}
+
+static void log_moe(const Trainer *tr, const MoeStats *st) {
+    log_line("moe", "step %lld | layer 0 | cv2-importance %.4f | cv2-load %.4f | max/mean-load %.3f | unused %d/%d | "
+             "loss-importance %.5f | loss-load %.5f",
+             (long long)tr->pr.step, st->cv2_importance, st->cv2_load, st->max_over_mean, st->unused, st->experts,
+             st->losses[MOE_LOSS_IMPORTANCE], st->losses[MOE_LOSS_LOAD]);
+}
+
+static void fmt_eta(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e8) {
+        snprintf(buf, n, "-");
+        return;
+    }
+    long t = (long)s;
+    snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+/* ---- the loop ----------------------------------------------------------------------------- */
+
+int trainer_run(Config *cfg, Task *task) {
+    Trainer T = {0}, *tr = &T;
+    tr->cfg = cfg;
+    tr->task = task;
+    session_logging(cfg);
+    session_signals(!strcmp(cfg_str(cfg, "sigterm"), "save-and-exit"));
+    options_log_config(cfg);
+    size_t nt = 0;
+    cfg_list(cfg, "train-sets", &nt);
+    if (!nt) FATAL_HINT(EXIT_USAGE, "e.g. moe-train -c recipes/ptb-small.yml", "--train-sets: no training corpus given");
+    char err[1024];
+    After after;
+    if (options_parse_after(cfg_str(cfg, "after"), &after, err, sizeof err)) FATAL(EXIT_USAGE, "%s", err);
+    tr->delay = (int)cfg_int(cfg, "optimizer-delay");
+    CHECK_ARG(tr->delay >= 1, "--optimizer-delay must be at least 1");
+    train_paths(&tr->paths, cfg_str(cfg, "model"));
+
+    int64_t mstep = 0;
+    char msg[2048];
+    int mode = cfg_bool(cfg, "no-reload") ? RECOVER_NONE : train_recover(&tr->paths, &mstep, msg, sizeof msg);
+    if (msg[0] && mode == RECOVER_MODEL) log_warn("%s", msg);
+    tr->be = session_backend(cfg);
+    params_init(&tr->ps, tr->be);
+    if (mode != RECOVER_NONE) {
+        ckpt_reader *m;
+        if (ckpt_open(tr->paths.model, CKPT_MODEL, &m, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
+        const char *type = "?";
+        if (ckpt_get_str(m, "type", &type) || strcmp(type, task->ops->type))
+            FATAL_HINT(EXIT_USAGE, "pass --no-reload to start afresh, or another --model",
+                       "%s holds a model of type %s, not %s", tr->paths.model, type, task->ops->type);
+        task->ops->setup_model(task, tr, m);
+        ckpt_close(m);
+        log_line("ckpt", "resuming from %s | step %lld", tr->paths.model, (long long)mstep);
+    } else {
+        task->ops->setup_model(task, tr, NULL);
+    }
+    setup_optimizer(tr);
+    arena_init(&tr->arena, tr->be, 0, "activations");
+    tr->ctx = (Ctx){.be = tr->be, .arena = &tr->arena, .ps = &tr->ps, .train = 1, .seed = (uint64_t)cfg_int(cfg, "seed")};
+    task->ops->setup_data(task, tr);
+    if (mode != RECOVER_NONE)
+        resume(tr, mode);
+    else
+        params_randomize(&tr->ps, (uint64_t)cfg_int(cfg, "seed"));
+
+    int64_t disp = cfg_int(cfg, "disp-freq"), vfreq = cfg_int(cfg, "valid-freq"), sfreq = cfg_int(cfg, "save-freq");
+    double win_loss = 0, t_win = now_s(), t_start = now_s();
+    int64_t win_tok = 0, win_steps = 0, start_tokens = tr->pr.tokens;
+    int exit_code = EXIT_OK, mem_logged = 0;
+    const char *why = "end of training";
+    MoeStats stats = {0};
+    for (;;) {
+        if (after.updates && tr->pr.step >= after.updates) break;
+        if (after.tokens && tr->pr.tokens >= after.tokens) break;
+        if (after.epochs && tr->pr.epoch >= after.epochs) break;
+        int want_stats = disp > 0 && (tr->pr.step + 1) % disp == 0;
+        double step_ce = 0;
+        int64_t step_tok = 0;
+        stats.experts = 0;
+        for (int a = 0; a < tr->delay; a++) {
+            tr->ctx.draw = (uint64_t)(tr->pr.step * tr->delay + a);
+            arena_reset(&tr->arena);
+            double ce = 0;
+            int64_t nk = 0;
+            MoeStats *st = want_stats && a == tr->delay - 1 ? &stats : NULL;
+            if (!task->ops->micro_step(task, tr, &ce, &nk, st)) {
+                char es[512];
+                task->ops->epoch_stats(task, es, sizeof es);
+                log_line("data", "epoch %lld done | %s", (long long)tr->pr.epoch + 1, es);
+                tr->pr.epoch++;
+                if (after.epochs && tr->pr.epoch >= after.epochs) break;
+                arena_reset(&tr->arena);
+                if (!task->ops->micro_step(task, tr, &ce, &nk, st))
+                    FATAL(EXIT_RUNTIME, "the training corpus yields no batches");
+            }
+            if (!isfinite(ce))
+                FATAL_HINT(EXIT_RUNTIME, "lower --learn-rate or --clip-norm; the last checkpoint is intact",
+                           "the loss is %g at update %lld; stopping without saving", ce / (double)(nk ? nk : 1),
+                           (long long)tr->pr.step + 1);
+            step_ce += ce;
+            step_tok += nk;
+        }
+        if (!step_tok) break; /* the epoch limit ended the update before any batch */
+        double lr = schedule_lr(&tr->sched, tr->pr.step + 1, tr->pr.epoch + 1);
+        OptStepInfo info;
+        if (!optim_step(&tr->opt, &tr->ps, (real)lr, (real)(1.0 / tr->delay), &info))
+            FATAL_HINT(EXIT_RUNTIME, "lower --learn-rate or --clip-norm; the last checkpoint is intact",
+                       "the gradient norm is %g at update %lld; stopping without saving", info.gnorm,
+                       (long long)tr->pr.step + 1);
+        tr->pr.step++;
+        tr->pr.tokens += step_tok;
+        if (!mem_logged) {
+            /* the first update sized the arena for a step's activations */
+            arena_reset(&tr->arena);
+            log_line("memory", "activations %.1f MiB per step | parameters, gradients and optimizer state %.1f MiB | %s",
+                     tr->arena.cap / 1048576.0, (2.0 * tr->ps.total + tr->ps.opt_total) * sizeof(real) / 1048576.0,
+                     tr->be->name);
+            mem_logged = 1;
+        }
+        win_loss += step_ce;
+        win_tok += step_tok;
+        win_steps++;
+        if (want_stats) {
+            double t = now_s(), tps = win_tok / (t - t_win), ce = win_loss / (double)win_tok, eta = -1;
+            double ept = task->ops->epoch_tokens(task);
+            if (after.updates)
+                eta = (after.updates - tr->pr.step) * (t - t_win) / (double)win_steps;
+            else if (after.tokens)
+                eta = (double)(after.tokens - tr->pr.tokens) / tps;
+            else if (after.epochs && ept > 0)
+                eta = (after.epochs * ept - (double)tr->pr.tokens) / tps;
+            char es[32];
+            fmt_eta(eta, es, sizeof es);
+            log_line("train", "step %lld | epoch %lld | loss %.6f | ppl %.2f | tokens/s %.0f | lr %.3e | gnorm %.3f | eta %s",
+                     (long long)tr->pr.step, (long long)tr->pr.epoch + 1, ce, exp(ce), tps, lr, info.gnorm, es);
+            if (stats.experts) log_moe(tr, &stats);
+            win_loss = 0;
+            win_tok = win_steps = 0;
+            t_win = t;
+        }
+        if (session_stop_requested()) {
+            why = "signal";
+            exit_code = EXIT_SIGTERM;
+            break;
+        }
+        double t_pause = now_s();
+        if (vfreq > 0 && tr->pr.step % vfreq == 0 && validate(tr)) {
+            why = "early stopping";
+            break;
+        }
+        if (sfreq > 0 && tr->pr.step % sfreq == 0) save(tr, "periodic");
+        t_win += now_s() - t_pause; /* throughput counts training time only */
+    }
+    save(tr, why);
+    log_line("train", "finished | %s | steps %lld | tokens %lld | %.1fs | tokens/s %.0f", why, (long long)tr->pr.step,
+             (long long)tr->pr.tokens, now_s() - t_start, (double)(tr->pr.tokens - start_tokens) / (now_s() - t_start));
+    task->ops->free(task);
+    arena_destroy(&tr->arena);
+    optim_free(&tr->opt);
+    params_destroy(&tr->ps);
+    backend_destroy(tr->be);
+    return exit_code;
+}

@@ -1,0 +1,83 @@
+/* The training loop shared by every model type (moe-train).
+ *
+ * Per update: --optimizer-delay micro-batches forward and backward, one
+ * optimizer step at the scheduled learning rate. Every --disp-freq updates a
+ * [train] line and a [moe] line; every --valid-freq updates validation (the
+ * first --valid-metrics drives early stopping and --keep-best); every
+ * --save-freq updates, at the end and on SIGTERM/SIGINT a checkpoint
+ * (train/checkpoint.h). Resuming restores the weights, optimizer, data
+ * position and validation history; every random draw is keyed by the update
+ * number, so a resumed run computes what an uninterrupted one would.
+ *
+ * A task (language model, translation model) supplies the model, the data,
+ * one micro-batch, validation and what goes into the files, through
+ * TaskOps. */
+#ifndef MOE_TRAIN_TRAINER_H
+#define MOE_TRAIN_TRAINER_H
+
+#include "core/options.h"
+#include "io/ckpt.h"
+#include "nn/moe.h"
+#include "train/checkpoint.h"
+#include "train/optim.h"
+#include "train/schedule.h"
+
+typedef struct Trainer Trainer;
+typedef struct Task Task;
+
+typedef struct TaskOps {
+    const char *type; /* "lm", "s2s": stored in the model file */
+    /* Vocabulary and architecture. `stored` is the model file being resumed
+     * (NULL: a new model); then the architecture must match it. Registers
+     * the parameters in tr->ps and logs the model lines. */
+    void (*setup_model)(Task *t, Trainer *tr, ckpt_reader *stored);
+    void (*setup_data)(Task *t, Trainer *tr);
+    /* One micro-batch forward and backward. Returns 0 when the epoch ended
+     * before a batch (the next call starts the next epoch), else 1, adding
+     * the cross-entropy sum and token count. stats may be NULL. */
+    int (*micro_step)(Task *t, Trainer *tr, double *ce_sum, int64_t *ntok, MoeStats *stats);
+    /* A one-line description of the epoch that just ended. */
+    void (*epoch_stats)(Task *t, char *buf, size_t n);
+    void (*write_model)(Task *t, Trainer *tr, ckpt_writer *w); /* metadata besides config/step/params */
+    void (*write_state)(Task *t, Trainer *tr, ckpt_writer *w);
+    /* Restore the data position (restore_corpus) or seek to the epoch start. */
+    void (*read_state)(Task *t, Trainer *tr, ckpt_reader *r, int restore_corpus);
+    /* Compute a validation metric; *higher_better for BLEU and chrF. Returns
+     * 0, or -1 when the task has no validation data. */
+    int (*validate)(Task *t, Trainer *tr, const char *metric, double *value, int *higher_better);
+    double (*epoch_tokens)(Task *t); /* 0 when unknown */
+    void (*free)(Task *t);
+} TaskOps;
+
+struct Task {
+    const TaskOps *ops;
+};
+
+typedef struct Progress {
+    int64_t step, epoch, tokens;
+    double best;
+    int64_t best_step, stalled, validations;
+} Progress;
+
+struct Trainer {
+    Config *cfg;
+    Backend *be;
+    TrainPaths paths;
+    ParamStore ps;
+    Optimizer opt;
+    Schedule sched;
+    Arena arena;
+    Ctx ctx;
+    Progress pr;
+    int delay;
+    Task *task;
+};
+
+/* Run training with a task; returns the process exit code. */
+int trainer_run(Config *cfg, Task *task);
+
+/* The task constructors (train/task_lm.c, train/task_s2s.c). */
+Task *task_lm_new(void);
+Task *task_s2s_new(void);
+
+#endif
