@@ -79,6 +79,26 @@ static void test_paper_counts(void **state) {
     }
 }
 
+/* The translation recipes: the 2048-expert models have the paper's 8.7B
+ * parameters (2 MoE layers x 2048 experts x 2.1M, plus the LSTMs). */
+static void test_wmt14_sizes(void **state) {
+    (void)state;
+    const char *files[] = {"wmt14-ende-nomoe.yml", "wmt14-ende-moe-32.yml", "wmt14-ende-moe-512-h.yml",
+                           "wmt14-ende-moe-2048-h.yml", "wmt14-enfr-moe-2048-h.yml"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        Config *cfg = load(files[i]);
+        S2sConfig sc;
+        const char *e = s2s_config_from_options(cfg, 32000, &sc);
+        if (e) fail_msg("%s: %s", files[i], e);
+        double total = s2s_count_params(&sc, 0) / 1e9;
+        printf("# note: %-26s parameters %.3fB total, %.1fM without embeddings and softmax, ops/timestep %.1fM\n",
+               files[i], total, s2s_count_params(&sc, 1) / 1e6, s2s_macs_per_token(&sc) / 1e6);
+        if (strstr(files[i], "2048-h") && (total < 8.6 || total > 8.9))
+            fail_msg("%s: %.2fB parameters, the paper says 8.7B", files[i], total);
+        cfg_free(cfg);
+    }
+}
+
 static void test_every_recipe_loads(void **state) {
     (void)state;
     DIR *d = opendir("recipes");
@@ -94,12 +114,13 @@ static void test_every_recipe_loads(void **state) {
     }
     closedir(d);
     printf("# note: %d recipes load\n", n);
-    assert_true(n >= 27);
+    assert_true(n >= 40);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paper_counts),
+        cmocka_unit_test(test_wmt14_sizes),
         cmocka_unit_test(test_every_recipe_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
