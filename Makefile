@@ -13,8 +13,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := all
 CC ?= gcc
 CXX ?= g++
-O ?= build
-BIN ?= bin
+# a sanitizer build (SANITIZE=...) gets its own tree, tools included: it never clobbers the normal one
+O ?= $(if $(SANITIZE),build-san,build)
+BIN ?= $(if $(SANITIZE),$(O)/bin,bin)
 PREFIX ?= /usr/local
 CUDA_ARCH ?= 90a
 
@@ -172,4 +173,58 @@ install: tools
 clean:
 	rm -rf $(O) $(BIN)
 
+# ---- sanitizers and fuzzing (tests/fuzz/README.md) ---------------------------
+# `make test SANITIZE=address,undefined` builds and tests in build-san/ (tools in
+# build-san/bin, handed to the e2e tests as MOE_BIN); `make test-san` runs only the
+# unit and gradient tests that way (CI). LSan suppressions: tests/lsan.supp.
+ifneq ($(SANITIZE),)
+export MOE_BIN := $(abspath $(BIN))
+# whole malloc stacks, so that tests/lsan.supp can name the library that leaked; exit
+# 86 on a finding, so that no test expecting exit 1 (a runtime error) mistakes one for it
+export ASAN_OPTIONS ?= detect_leaks=1:fast_unwind_on_malloc=0:exitcode=86
+export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1:exitcode=86
+endif
+.PHONY: test-san san-unit fuzz fuzz-build
+# (no MPI there: the fast malloc unwinder will do, which makes spm_test 4x faster)
+test-san:
+	@$(if $(ASAN_OPTIONS),,ASAN_OPTIONS=detect_leaks=1:exitcode=86) \
+	  $(MAKE) --no-print-directory SANITIZE=address,undefined O=build-san san-unit
+san-unit: $(UNIT_TESTS) $(GRAD_TESTS)
+	@bash tests/run.sh $(O) _test
+
+# `make fuzz FUZZ_SECONDS=N`: every libFuzzer target of tests/fuzz/*.c, built with clang,
+# ASan and UBSan against the library compiled the same way (its own tree, $(O)/fuzz; no
+# OpenMP pragmas there, libomp only serves the omp_* calls), runs N seconds on a scratch
+# copy of its seeds, FUZZ_JOBS at a time; any crash, leak, timeout or OOM fails.
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+FUZZ_CC ?= clang
+FUZZ_CXX ?= clang++
+FZ := $(O)/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Wno-source-uses-openmp -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
+  -Isrc $(PC_CFLAGS) -MMD -MP
+FUZZ_CXXFLAGS := -std=c++17 $(WARN) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Isrc $(PC_CFLAGS) -MMD -MP
+FUZZ_OBJ := $(patsubst %.c,$(FZ)/obj/%.o,$(LIB_C)) $(patsubst %.cc,$(FZ)/obj/%.o,$(LIB_CC))
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FZ)/bin/%,$(wildcard tests/fuzz/*.c))
+$(FZ)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+$(FZ)/obj/%.o: %.cc
+	@mkdir -p $(@D)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -c $< -o $@
+$(FZ)/libmoe.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(FZ)/bin/%: $(FZ)/obj/tests/fuzz/%.o $(FZ)/libmoe.a
+	@mkdir -p $(@D)
+	$(FUZZ_CXX) -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp $< $(FZ)/libmoe.a $(LDLIBS) -o $@
+fuzz-build: $(FUZZ_BINS)
+fuzz: fuzz-build
+	@bash tests/fuzz/run.sh $(FZ)/bin $(FUZZ_SECONDS) $(FUZZ_JOBS)
+
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
+
+# GPU benchmarks (make bench-cuda): rules in bench/bench.mk
+-include bench/bench.mk

@@ -82,7 +82,8 @@ void lm_corpus_add(LmCorpus *c, const int32_t *ids, int64_t n) {
         c->ocap += c->ocap / 2 + 1024;
         c->off = xrealloc(c->off, (size_t)c->ocap * sizeof *c->off, "sentence offsets");
     }
-    uint8_t *p = c->tok + (size_t)c->ntok * (size_t)c->width;
+    /* an empty first sentence: no arithmetic on the still-NULL buffer (UB) */
+    uint8_t *p = n ? c->tok + (size_t)c->ntok * (size_t)c->width : NULL;
     for (int64_t k = 0; k < n; k++) {
         int32_t id = ids[k];
         CHECK_ARG(id >= 0 && id < c->vocab_size, "word id %d out of range [0, %d)", id, c->vocab_size);

@@ -283,6 +283,7 @@ void beam_search(const BeamModel *m, int N, const int32_t *src_len, const BeamOp
 
         /* selection: independent per source, the costly part for large V */
         int64_t work = (int64_t)R * V;
+        (void)work; /* read by the pragma only: unused where OpenMP is off (fuzz builds) */
 #pragma omp parallel for schedule(dynamic, 1) if (work > (1 << 18))
         for (int n = 0; n < N; n++) {
             const Src *s = &sr.src[n];

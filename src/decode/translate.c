@@ -53,7 +53,7 @@ void translate_lines(Translator *t, const char *const *lines, int n, int64_t fir
             L = TRANSLATE_MAX_SOURCE;
         }
         ids[i] = xmalloc((size_t)(L + 1) * sizeof(int32_t), "translation");
-        memcpy(ids[i], v.ids, (size_t)L * sizeof(int32_t));
+        if (L) memcpy(ids[i], v.ids, (size_t)L * sizeof(int32_t)); /* no pieces: v.ids may be NULL (UB) */
         if (t->src_eos) ids[i][L++] = eos;
         if (L == 0) continue;
         len[i] = L;

@@ -33,6 +33,7 @@
 
 extern "C" {
 #include "io/fsutil.h"
+#include "text/utf8.h"
 }
 
 namespace {
@@ -234,6 +235,15 @@ bool has_both_specs(std::string_view b) {
     return spec[2] && spec[3];
 }
 
+// Why s cannot be a piece or a decoded line (NULL when it can): our C API hands
+// out NUL-terminated, one-line UTF-8 text.
+const char *bad_text(const std::string &s) {
+    if (utf8_validate(s.data(), s.size()) >= 0) return "is not valid UTF-8";
+    if (s.find('\0') != std::string::npos) return "holds a NUL byte";
+    if (s.find('\n') != std::string::npos) return "holds a newline";
+    return nullptr;
+}
+
 std::unique_ptr<Spm> load_from(std::string_view bytes, const std::string &what) {
     if (bytes.empty()) fail(SPM_ERR_MODEL, what + " is empty, not a SentencePiece model");
     auto sp = std::make_unique<Spm>();
@@ -248,6 +258,13 @@ std::unique_ptr<Spm> load_from(std::string_view bytes, const std::string &what) 
         fail(SPM_ERR_MODEL, what + " is a truncated SentencePiece model (" + std::to_string(bytes.size()) +
                                 " bytes, no trainer or normalizer spec after the pieces)");
     if (sp->proc.GetPieceSize() <= 0) fail(SPM_ERR_MODEL, what + " is a SentencePiece model without pieces");
+    // Protobuf does not check proto2 strings: a corrupt piece could hold bytes
+    // that are not UTF-8, a NUL or a newline (found by tests/fuzz/spm.c).
+    for (int id = 0, n = sp->proc.GetPieceSize(); id < n; id++) {
+        const char *why = bad_text(sp->proc.IdToPiece(id));
+        if (why)
+            fail(SPM_ERR_MODEL, what + " is a corrupt SentencePiece model: piece " + std::to_string(id) + " " + why);
+    }
     return sp;
 }
 
@@ -840,6 +857,9 @@ int spm_decode_ids(Spm *sp, const int32_t *ids, size_t n, char **text, size_t *l
         std::string s;
         auto st = sp->proc.Decode(v, &s);
         if (!st.ok()) fail(SPM_ERR_INTERNAL, "SentencePiece decode failed: " + status_text(st));
+        // valid pieces can still decode to bad text through a corrupt
+        // unk_surface or denormalizer (found by tests/fuzz/spm.c)
+        if (const char *why = bad_text(s)) fail(SPM_ERR_MODEL, std::string("decoded text ") + why + " (corrupt model)");
         char *p = static_cast<char *>(malloc(s.size() + 1));
         if (!p) throw std::bad_alloc();
         memcpy(p, s.c_str(), s.size() + 1);

@@ -276,7 +276,10 @@ static int eval_translate(const Config *cfg) {
 
 int main(int argc, char **argv) {
     Config *cfg = options_init(TOOL_EVAL, argc, argv);
-    if (session_info(cfg, "moe-eval")) return 0;
+    if (session_info(cfg, "moe-eval")) {
+        cfg_free(cfg); /* LeakSanitizer: --version, --build-info */
+        return 0;
+    }
     session_logging(cfg);
     size_t nt = 0, nr = 0, nx = 0;
     cfg_list(cfg, "test", &nt);

@@ -34,7 +34,10 @@ static void emit(FILE *f, const TransOut *o, int64_t id, int nbest) {
 
 int main(int argc, char **argv) {
     Config *cfg = options_init(TOOL_TRANSLATE, argc, argv);
-    if (session_info(cfg, "moe-translate")) return 0;
+    if (session_info(cfg, "moe-translate")) {
+        cfg_free(cfg); /* LeakSanitizer: --version, --build-info */
+        return 0;
+    }
     session_logging(cfg);
     Backend *be = session_backend(cfg);
     S2sFile f;

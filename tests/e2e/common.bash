@@ -2,7 +2,7 @@
 # exits 0 on success, 77 when it cannot run here, anything else on failure.
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-BIN=$ROOT/bin
+BIN=${MOE_BIN:-$ROOT/bin}  # the sanitizer build exports MOE_BIN
 SHARED=${MOE_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

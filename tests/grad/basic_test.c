@@ -73,6 +73,9 @@ static void test_linear(void **state) {
     v[n++] = gc_var("x", f.x, f.dx);
     double worst = gradcheck("linear", &f, loss_fn, grad_fn, v, n, 1e-6, 0, 1e-8, 1e-7);
     assert_true(worst < 1e-7);
+    be_free_tensor(be, &f.x);
+    be_free_tensor(be, &f.dx);
+    be_free_tensor(be, &f.r);
     gc_env_free(&f.env);
 }
 
@@ -98,6 +101,8 @@ static void test_embedding_dropout(void **state) {
     int32_t *mark = f.env.ps.p[f.emb.w].mark.p;
     int expect[11] = {1, 0, 1, 1, 0, 0, 0, 1, 0, 0, 1};
     for (int i = 0; i < 11; i++) assert_int_equal(mark[i], expect[i]);
+    be_free_tensor(be, &f.ids);
+    be_free_tensor(be, &f.r);
     gc_env_free(&f.env);
 }
 
