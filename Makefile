@@ -25,12 +25,20 @@ PKGS := openblas sentencepiece yaml-0.1 zlib cmocka
 # (measured: 1244 vs 2013 tokens/s on 2 cores). Prefer it, and bake its path in.
 OPENBLAS_OMP_PC := $(firstword $(wildcard /usr/lib/*/openblas-openmp/pkgconfig))
 ifneq ($(OPENBLAS_OMP_PC),)
-export PKG_CONFIG_PATH := $(OPENBLAS_OMP_PC)$(if $(PKG_CONFIG_PATH),:$(PKG_CONFIG_PATH))
+# (make 4.3 does not pass exported variables to $(shell): set it per call)
+PKGCONF := PKG_CONFIG_PATH=$(OPENBLAS_OMP_PC)$(if $(PKG_CONFIG_PATH),:$(PKG_CONFIG_PATH)) pkg-config
 BLAS_RPATH := -Wl,-rpath,$(patsubst %/pkgconfig,%,$(OPENBLAS_OMP_PC))
+else
+PKGCONF := pkg-config
 endif
 HAVE_PKGCONFIG := $(shell command -v pkg-config >/dev/null 2>&1 && echo yes)
-pc_has = $(if $(HAVE_PKGCONFIG),$(shell pkg-config --exists $(1) 2>/dev/null && echo yes))
+pc_has = $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --exists $(1) 2>/dev/null && echo yes))
 MISSING := $(foreach p,$(PKGS),$(if $(call pc_has,$(p)),,$(p)))
+# OpenMPI (optional): multi-process training on the CPU (src/dist/comm_mpi.c)
+HAVE_MPI := $(if $(filter 0,$(MPI)),,$(call pc_has,ompi-c))
+MPI_CFLAGS := $(if $(HAVE_MPI),-DMOE_HAVE_MPI $(shell $(PKGCONF) --cflags ompi-c 2>/dev/null))
+MPI_LIBS := $(if $(HAVE_MPI),$(shell $(PKGCONF) --libs ompi-c 2>/dev/null))
+
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 ifeq ($(CUDA),0)
@@ -41,23 +49,24 @@ BUILD_CUDA := $(if $(and $(NVCC),$(CUDA_SRC)),yes)
 
 ifeq ($(MAKELEVEL),0)
 ifeq ($(filter clean distclean deps,$(MAKECMDGOALS)),)
-$(foreach p,$(PKGS),$(info $(if $(call pc_has,$(p)),✓,✗) $(p)$(if $(call pc_has,$(p)), $(shell pkg-config --modversion $(p) 2>/dev/null))$(if $(filter openblas,$(p)),$(if $(OPENBLAS_OMP_PC), (OpenMP build), (pthread build: install libopenblas-openmp-dev for speed)))))
+$(foreach p,$(PKGS),$(info $(if $(call pc_has,$(p)),✓,✗) $(p)$(if $(call pc_has,$(p)), $(shell $(PKGCONF) --modversion $(p) 2>/dev/null))$(if $(filter openblas,$(p)),$(if $(OPENBLAS_OMP_PC), (OpenMP build), (pthread build: install libopenblas-openmp-dev for speed)))))
+$(info $(if $(HAVE_MPI),✓ mpi $(shell $(PKGCONF) --modversion ompi-c 2>/dev/null): multi-process training,✗ mpi: single-process training only (install libopenmpi-dev)))
 $(info $(if $(NVCC),✓ nvcc $(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')$(if $(CUDA_SRC),: building cuda/ for sm_$(CUDA_ARCH),: no cuda/ sources yet),✗ nvcc: CUDA backend not built))
 endif
 endif
 
 NATIVE_FLAG := $(if $(filter 0,$(NATIVE)),,$(shell echo 'int main(void){return 0;}' | $(CC) -march=native -x c - -o /dev/null 2>/dev/null && echo -march=native))
 SAN_FLAGS := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
-PC_CFLAGS := $(if $(HAVE_PKGCONFIG),$(shell pkg-config --cflags $(filter-out cmocka,$(PKGS)) 2>/dev/null))
-PC_LIBS := $(if $(HAVE_PKGCONFIG),$(shell pkg-config --libs $(filter-out cmocka,$(PKGS)) 2>/dev/null))
-CMOCKA_LIBS := $(if $(HAVE_PKGCONFIG),$(shell pkg-config --libs cmocka 2>/dev/null))
+PC_CFLAGS := $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --cflags $(filter-out cmocka,$(PKGS)) 2>/dev/null)) $(MPI_CFLAGS)
+PC_LIBS := $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --libs $(filter-out cmocka,$(PKGS)) 2>/dev/null))
+CMOCKA_LIBS := $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --libs cmocka 2>/dev/null))
 
 WARN := -Wall -Wextra -Wno-unused-parameter
 CFLAGS ?= -O2 -g
 CXXFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp $(NATIVE_FLAG) $(SAN_FLAGS) -Isrc -Itests/lib $(PC_CFLAGS) -MMD -MP $(CFLAGS)
 ALL_CXXFLAGS := -std=c++17 $(WARN) $(SAN_FLAGS) -Isrc $(PC_CFLAGS) -MMD -MP $(CXXFLAGS)
-LDLIBS := $(PC_LIBS) -lstdc++ -lpthread -lm
+LDLIBS := $(PC_LIBS) $(MPI_LIBS) -lstdc++ -lpthread -lm
 LDFLAGS_ALL := -fopenmp $(SAN_FLAGS) $(BLAS_RPATH) $(LDFLAGS)
 
 # ---- sources ---------------------------------------------------------------

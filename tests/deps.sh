@@ -16,6 +16,9 @@ command -v spm_encode >/dev/null 2>&1 || need+=(sentencepiece)
 have_pc yaml-0.1 || need+=(libyaml-dev)
 have_pc zlib || need+=(zlib1g-dev)
 have_pc cmocka || need+=(libcmocka-dev)
+# OpenMPI: multi-process training and its tests (mpirun -np 2)
+have_pc ompi-c || need+=(libopenmpi-dev)
+command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 line="apt-get install -y ${need[*]}"

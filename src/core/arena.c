@@ -64,13 +64,15 @@ Tensor arena_zeros(Arena *a, DType dt, int64_t b, int64_t r, int64_t c) {
     return t;
 }
 
-size_t arena_mark(const Arena *a) { return a->n_over ? (size_t)-1 : a->top; }
+/* Marks are positions in the step's demand: an overflowed step returns no
+ * memory, but still counts what it released, so the next block is sized for
+ * what the step needs at its peak, not for all it ever asked. */
+size_t arena_mark(const Arena *a) { return a->demand; }
 
 void arena_release(Arena *a, size_t mark) {
-    /* Once a step overflowed, memory is only returned at reset. */
-    if (mark == (size_t)-1 || a->n_over || mark > a->top) return;
-    a->demand -= a->top - mark;
-    a->top = mark;
+    if (mark > a->demand) return;
+    a->demand = mark;
+    if (!a->n_over) a->top = mark; /* without overflow, top == demand */
 }
 
 void arena_reserve(Arena *a, size_t bytes) {

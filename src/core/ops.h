@@ -159,6 +159,9 @@ typedef struct Ops {
     void (*segment_ids)(Backend *, Tensor offs, Tensor ids);
     /* inv[perm[i]] = i for a permutation perm of 0..n-1 (both I32 [n]). */
     void (*index_invert)(Backend *, Tensor perm, Tensor inv);
+    /* Noise keys of secondary gating rows: out[p] = base[tok[p]] * k +
+     * slot[p] % k (all I32; base [N] the tokens' keys, tok/slot/out [M]). */
+    void (*noise_keys)(Backend *, Tensor base, Tensor tok, Tensor slot, int k, Tensor out);
     /* Dense mask [N x n] -> tok_offs [N+1] (row counts, prefix-summed). */
     void (*route_dense_count)(Backend *, Tensor mask, Tensor tok_offs);
     /* Dense mask/gates -> slot_exp, slot_gate in row order, ascending expert. */

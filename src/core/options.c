@@ -38,7 +38,8 @@ const char *options_tool_name(unsigned tool) {
 
 const char *options_group_name(OptGroup g) {
     static const char *names[GRP_COUNT] = {"General",  "Model",      "MoE",         "Softmax",
-                                           "Training", "Validation", "Translation", "Evaluation"};
+                                           "Training", "Validation", "Translation", "Evaluation",
+                                           "Distributed training"};
     return (unsigned)g < GRP_COUNT ? names[g] : "?";
 }
 
@@ -833,7 +834,10 @@ Config *options_init(unsigned tool, int argc, char **argv) {
     moe_set_progname(options_tool_name(tool));
     Config *cfg = cfg_new(tool);
     char err[1024];
-    if (options_parse(cfg, argc, argv, err, sizeof err)) FATAL(EXIT_USAGE, "%s", err);
+    if (options_parse(cfg, argc, argv, err, sizeof err)) {
+        cfg_free(cfg);
+        FATAL(EXIT_USAGE, "%s", err);
+    }
     if (cfg_bool(cfg, "help")) {
         options_print_help(stdout, tool);
         cfg_free(cfg);

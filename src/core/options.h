@@ -45,6 +45,7 @@ typedef enum {
     GRP_VALIDATION,
     GRP_TRANSLATION,
     GRP_EVALUATION,
+    GRP_DIST,
     GRP_COUNT
 } OptGroup;
 const char *options_group_name(OptGroup g);

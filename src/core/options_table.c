@@ -159,6 +159,21 @@ const OptDef options_table[] = {
     {"vocab-min-count", 0, OPT_INT, GRP_TRAINING, T, "1",
      .help = "words seen fewer times are <unk> in built vocabularies"},
 
+    /* ---- Distributed training ---- */
+    {"rendezvous", 0, OPT_STRING, GRP_DIST, T, "", .metavar = "file:PATH", .flags = OPTF_CLI_ONLY | OPTF_NO_DUMP,
+     .help = "start GPU processes without mpirun: each is given --world-size and its --rank and they meet "
+             "through PATH on a filesystem all of them see (NCCL); mpirun/srun need no option"},
+    {"world-size", 0, OPT_INT, GRP_DIST, T, "0", .flags = OPTF_CLI_ONLY | OPTF_NO_DUMP,
+     .help = "processes of a --rendezvous run, or the number to plan for with --plan (0 = what mpirun/srun "
+             "started, else 1)"},
+    {"rank", 0, OPT_INT, GRP_DIST, T, "0", .flags = OPTF_CLI_ONLY | OPTF_NO_DUMP,
+     .help = "this process's rank in a --rendezvous run, 0 .. --world-size - 1"},
+    {"plan", 0, OPT_BOOL, GRP_DIST, T, "false", .implicit = "true", .flags = OPTF_CLI_ONLY | OPTF_NO_DUMP,
+     .help = "print parameters, optimizer state, activation memory, FLOPs and all-to-all traffic per process "
+             "of the recipe on --world-size processes, and whether it fits --gpu-memory; allocates nothing"},
+    {"gpu-memory", 0, OPT_STRING, GRP_DIST, T, "80G", .metavar = "SIZE", .flags = OPTF_CLI_ONLY | OPTF_NO_DUMP,
+     .help = "memory per GPU for --plan, e.g. 80G, 141G, 16G"},
+
     /* ---- Validation ---- */
     {"valid-sets", 0, OPT_LIST, GRP_VALIDATION, T, "", .metavar = "FILE...", .help = "validation corpora"},
     {"valid-freq", 0, OPT_INT, GRP_VALIDATION, T, "1000", .help = "validate every N updates"},

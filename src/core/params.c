@@ -11,6 +11,7 @@
 void params_init(ParamStore *ps, Backend *be) {
     *ps = (ParamStore){0};
     ps->be = be;
+    ps->world = 1;
 }
 
 void params_destroy(ParamStore *ps) {
@@ -48,7 +49,8 @@ int params_add(ParamStore *ps, const char *name, ParamKind kind, int64_t b, int6
     p->init = init;
     p->init_a = init_a;
     p->sparse = kind == PARAM_EMBED && b == 1;
-    p->expert_step = 1;
+    p->expert_block = 1;
+    p->expert_world = 1;
     p->off = ps->total;
     ps->total += b * r * c;
     return ps->n++;
@@ -57,8 +59,23 @@ int params_add(ParamStore *ps, const char *name, ParamKind kind, int64_t b, int6
 int64_t params_count(const ParamStore *ps, int exclude_embed) {
     int64_t n = 0;
     for (int i = 0; i < ps->n; i++)
-        if (!exclude_embed || ps->p[i].kind != PARAM_EMBED) n += ps->p[i].b * ps->p[i].r * ps->p[i].c;
+        if (!exclude_embed || ps->p[i].kind != PARAM_EMBED)
+            n += ps->p[i].b * ps->p[i].expert_world * ps->p[i].r * ps->p[i].c;
     return n;
+}
+
+int params_add_sharded(ParamStore *ps, const char *name, ParamKind kind, int64_t b, int64_t r, int64_t c,
+                       InitKind init, real init_a, int64_t block) {
+    int w = ps->world > 1 ? ps->world : 1;
+    CHECK_ARG(block >= 1, "parameter '%s': placement block %lld", name, (long long)block);
+    if (!ps->dist || b % (block * w)) return params_add(ps, name, kind, b, r, c, init, init_a);
+    int id = params_add(ps, name, kind, b / w, r, c, init, init_a);
+    Param *p = &ps->p[id];
+    p->expert_block = (int)block;
+    p->expert_world = w;
+    p->expert_rank = ps->rank;
+    p->placed = 1;
+    return id;
 }
 
 void params_alloc(ParamStore *ps, params_opt_size_fn opt_size, void *ctx) {
@@ -86,6 +103,11 @@ void params_alloc(ParamStore *ps, params_opt_size_fn opt_size, void *ctx) {
         p->mark = tvec(OP(ps->be, alloc, (size_t)p->r * 4, "sparse-row marks"), DT_I32, p->r);
         OP(ps->be, fill, p->mark, 0.0);
     }
+}
+
+int64_t param_global_index(const Param *p, int64_t i) {
+    int64_t blk = p->expert_block;
+    return ((i / blk) * p->expert_world + p->expert_rank) * blk + i % blk;
 }
 
 uint32_t params_hash(const char *s) {
@@ -119,7 +141,7 @@ void params_randomize(ParamStore *ps, uint64_t seed) {
         uint32_t site = params_hash(p->name);
         for (int64_t e = 0; e < p->b; e++) {
             Tensor m = tbatch(v, e);
-            uint64_t stream = rng_stream(site, (uint64_t)(p->expert_base + e * p->expert_step));
+            uint64_t stream = rng_stream(site, (uint64_t)param_global_index(p, e));
             switch (p->init) {
             case INIT_ZERO: OP(ps->be, fill, m, 0.0); break;
             case INIT_CONST: OP(ps->be, fill, m, p->init_a); break;

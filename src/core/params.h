@@ -4,9 +4,12 @@
  *
  * Models register parameters first (names, shapes, kinds), which is enough to
  * count them without allocating; params_alloc then places and allocates.
- * Stacked experts are one parameter of shape [E x r x c] whose matrix i is the
- * global expert expert_base + i * expert_step; checkpoints name each matrix by
- * its global index, so a model loads with any expert placement. */
+ * Stacked experts are one parameter of shape [E x r x c]; with experts spread
+ * over `world` processes round-robin in blocks of `block` (1 for a flat MoE,
+ * the group size for a hierarchical one, whose groups stay whole), local
+ * matrix i is the global expert ((i / block) * world + rank) * block + i %
+ * block (param_global_index). Checkpoints name each matrix by its global
+ * index, so a model loads with any expert placement. */
 #ifndef MOE_PARAMS_H
 #define MOE_PARAMS_H
 
@@ -32,7 +35,8 @@ typedef struct Param {
     InitKind init;
     real init_a;               /* CONST value, UNIFORM half-width, NORMAL std */
     int sparse;                /* gradient rows tracked in `mark` (embedding tables) */
-    int expert_base, expert_step;
+    int expert_block, expert_world, expert_rank; /* placement of stacked items (1, 1, 0: all local) */
+    int placed;                /* registered by params_add_sharded with a communicator */
     Tensor mark;               /* I32 [1 x r] for sparse parameters */
 } Param;
 
@@ -44,6 +48,8 @@ typedef struct ParamStore {
     int64_t opt_total;         /* elements of optimizer state */
     void *block;               /* the single allocation */
     Tensor val, grad, opt;     /* flat views [1 x total], [1 x opt_total] */
+    int world, rank;           /* expert placement of this process (1, 0: everything local) */
+    int dist;                  /* a communicator drives the model: stacked experts are placed (even on 1) */
 } ParamStore;
 
 void params_init(ParamStore *ps, Backend *be);
@@ -51,8 +57,17 @@ void params_destroy(ParamStore *ps);
 /* Register a parameter; returns its id. Names must be unique. */
 int params_add(ParamStore *ps, const char *name, ParamKind kind, int64_t b, int64_t r, int64_t c,
                InitKind init, real init_a);
+/* Register b stacked items of which this process holds its share: with
+ * ps->dist set and b a multiple of block * world, the b / world items of
+ * rank ps->rank (placement above); otherwise all b (replicated). Returns the
+ * id; Param.placed tells which happened. */
+int params_add_sharded(ParamStore *ps, const char *name, ParamKind kind, int64_t b, int64_t r, int64_t c,
+                       InitKind init, real init_a, int64_t block);
+/* 1 when p holds only this process's share of its items (of several). */
+static inline int param_sharded(const Param *p) { return p->expert_world > 1; }
 int params_find(const ParamStore *ps, const char *name); /* -1 if absent */
-/* Number of elements, optionally leaving out PARAM_EMBED (the paper's convention). */
+/* Number of elements over all processes (a sharded parameter counts every
+ * rank's items), optionally leaving out PARAM_EMBED (the paper's convention). */
 int64_t params_count(const ParamStore *ps, int exclude_embed);
 
 /* Optimizer-state size per parameter, decided by the optimizer. */
@@ -68,6 +83,9 @@ Tensor param_grad(const ParamStore *ps, int id);
 Tensor param_opt(const ParamStore *ps, int id);  /* [1 x opt_len] */
 /* Zero all gradients (sparse parameters: only marked rows, marks cleared). */
 void params_zero_grad(ParamStore *ps);
+
+/* Global index of stacked item i of a parameter (see above). */
+int64_t param_global_index(const Param *p, int64_t i);
 
 /* FNV-1a hash of a string (used for RNG sites). */
 uint32_t params_hash(const char *s);

@@ -175,6 +175,7 @@ static const Ops cpu_ops = {
     .route_build = cpu_route_build,
     .segment_ids = cpu_segment_ids,
     .index_invert = cpu_index_invert,
+    .noise_keys = cpu_noise_keys,
     .route_dense_count = cpu_route_dense_count,
     .route_dense_fill = cpu_route_dense_fill,
     .route_dense_bwd = cpu_route_dense_bwd,

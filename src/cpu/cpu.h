@@ -96,6 +96,7 @@ void cpu_combine(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor);
 void cpu_combine_bwd(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor);
 void cpu_segment_ids(Backend *, Tensor, Tensor);
 void cpu_index_invert(Backend *, Tensor, Tensor);
+void cpu_noise_keys(Backend *, Tensor, Tensor, Tensor, int, Tensor);
 void cpu_hier_compose(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, int, Tensor, Tensor, Tensor);
 void cpu_hier_compose_bwd(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor);
 void cpu_hier_load(Backend *, Tensor, Tensor, Tensor, Tensor);

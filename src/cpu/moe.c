@@ -502,6 +502,22 @@ void cpu_index_invert(Backend *be, Tensor perm, Tensor inv) {
     }
 }
 
+void cpu_noise_keys(Backend *be, Tensor base, Tensor tok, Tensor slot, int k, Tensor out) {
+    (void)be;
+    int64_t N = tnumel(base), M = tnumel(out);
+    CHECK_ARG(k >= 1, "noise_keys: k %d", k);
+    cpu_check_vec("noise_keys", "base", base, DT_I32, N);
+    cpu_check_vec("noise_keys", "tok", tok, DT_I32, M);
+    cpu_check_vec("noise_keys", "slot", slot, DT_I32, M);
+    cpu_check_vec("noise_keys", "out", out, DT_I32, M);
+    const int32_t *b = cpu_i32(base), *t = cpu_i32(tok), *s = cpu_i32(slot);
+    int32_t *o = cpu_i32(out);
+    for (int64_t p = 0; p < M; p++) {
+        CHECK_ARG(t[p] >= 0 && t[p] < N, "noise_keys: token %d out of range at %lld", t[p], (long long)p);
+        o[p] = (int32_t)((int64_t)b[t[p]] * k + s[p] % k);
+    }
+}
+
 void cpu_hier_compose(Backend *be, Tensor tok_offs1, Tensor slot_exp1, Tensor slot_gate1, Tensor slot_pair1,
                       Tensor tok_offs2, Tensor slot_exp2, Tensor slot_gate2, int b, Tensor tok_offs, Tensor slot_exp,
                       Tensor slot_gate) {

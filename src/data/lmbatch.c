@@ -86,6 +86,29 @@ void lm_batchbuf_reserve(LmBatchBuf *buf, size_t tb, size_t b) {
     }
 }
 
+void lm_batch_slice(const LmBatch *g, int rank, int world, LmBatchBuf *buf, LmBatch *out) {
+    CHECK_ARG(world >= 1 && rank >= 0 && rank < world, "lm_batch_slice: rank %d of %d", rank, world);
+    int64_t B = g->B, b0 = rank * B / world, bl = (rank + 1) * B / world - b0;
+    lm_batchbuf_reserve(buf, (size_t)(g->T * bl + 1), (size_t)(bl + 1));
+    int64_t ntok = 0;
+    for (int64_t t = 0; t < g->T; t++)
+        for (int64_t j = 0; j < bl; j++) {
+            buf->inp[t * bl + j] = g->inp[t * B + b0 + j];
+            buf->tgt[t * bl + j] = g->tgt[t * B + b0 + j];
+            ntok += g->tgt[t * B + b0 + j] >= 0;
+        }
+    for (int64_t j = 0; j < bl; j++) buf->len[j] = g->len[b0 + j];
+    *out = *g;
+    out->B = (int)bl;
+    out->inp = buf->inp;
+    out->tgt = buf->tgt;
+    out->len = buf->len;
+    out->ntok = ntok;
+    out->B_total = g->B_total ? g->B_total : g->B;
+    out->b_offset = (g->B_total ? g->b_offset : 0) + (int)b0;
+    out->ntok_total = g->ntok_total ? g->ntok_total : g->ntok;
+}
+
 void lm_batchbuf_free(LmBatchBuf *buf) {
     free(buf->inp);
     free(buf->tgt);
@@ -216,6 +239,9 @@ int lm_next(LmIter *it, LmBatch *b) {
     if (it->ended) reset_stats(it);
     int rc = it->ops->next(it, b);
     if (rc == LM_BATCH) {
+        b->B_total = b->B;
+        b->b_offset = 0;
+        b->ntok_total = b->ntok;
         it->delivered++;
         it->stats.batches++;
     } else if (rc == LM_EPOCH_END) {

@@ -51,7 +51,17 @@ typedef struct {
     int32_t *len;
     int64_t ntok; /* targets that count */
     int carry;
+    /* A slice of a batch shared by several processes (lm_batch_slice): its
+     * columns are columns b_offset.. of a batch of B_total sequences and
+     * ntok_total targets. lm_next sets them to the whole batch. */
+    int B_total, b_offset;
+    int64_t ntok_total;
 } LmBatch;
+
+/* This process's share of a batch for `world` processes: columns
+ * [rank*B/world, (rank+1)*B/world) (possibly none), copied into buf. */
+typedef struct LmBatchBuf LmBatchBuf;
+void lm_batch_slice(const LmBatch *g, int rank, int world, LmBatchBuf *buf, LmBatch *out);
 
 /* Counts for one epoch (running during it, final when lm_next returns
  * LM_EPOCH_END). After a resume they count from the resume point. */
@@ -167,10 +177,10 @@ typedef struct {
 } LmIterOps;
 
 /* Sequence buffers of a batch, reused from batch to batch. */
-typedef struct {
+struct LmBatchBuf {
     int32_t *inp, *tgt, *len;
     size_t cap, capb;
-} LmBatchBuf;
+};
 
 struct LmIter {
     const LmIterOps *ops;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "dist/comm.h"
 
 #define STAGE_ELEMS ((int64_t)1 << 22) /* 16 MiB of f32 per host transfer */
 
@@ -84,19 +85,37 @@ fail:
  * part k: (name, rows, cols, device pointer). */
 typedef int (*piece_fn)(void *ctx, const char *name, int64_t rows, int64_t cols, real *p);
 
+/* Where a parameter's values (part < 0) or optimizer part `part` live, and
+ * the stored name and shape of each of its items. */
+typedef struct {
+    char base[160];
+    real *root;
+    int64_t rows, cols;
+} Piece;
+
+static Piece piece_of(const ParamStore *ps, const Param *p, int part, int64_t item_len, int64_t part_off) {
+    Piece c;
+    if (part < 0)
+        snprintf(c.base, sizeof c.base, "%s", p->name);
+    else
+        snprintf(c.base, sizeof c.base, "opt%d/%s", part, p->name);
+    c.root = part < 0 ? (real *)ps->val.p + p->off : (real *)ps->opt.p + p->opt_off + part_off;
+    c.rows = part < 0 ? p->r : 1;
+    c.cols = part < 0 ? p->c : item_len;
+    return c;
+}
+
 static int each_piece(const ParamStore *ps, int id, int part, int64_t item_len, int64_t part_off, void *ctx,
                       piece_fn fn) {
     const Param *p = &ps->p[id];
-    char base[160], name[200];
-    if (part < 0)
-        snprintf(base, sizeof base, "%s", p->name);
-    else
-        snprintf(base, sizeof base, "opt%d/%s", part, p->name);
-    real *root = part < 0 ? (real *)ps->val.p + p->off : (real *)ps->opt.p + p->opt_off + part_off;
-    int64_t rows = part < 0 ? p->r : 1, cols = part < 0 ? p->c : item_len;
-    if (p->b == 1) return fn(ctx, base, rows, cols, root);
+    Piece pc = piece_of(ps, p, part, item_len, part_off);
+    const char *base = pc.base;
+    char name[200];
+    real *root = pc.root;
+    int64_t rows = pc.rows, cols = pc.cols;
+    if (p->b == 1 && !param_sharded(p)) return fn(ctx, base, rows, cols, root);
     for (int64_t i = 0; i < p->b; i++) {
-        model_item_name(base, p->expert_base + i * p->expert_step, name, sizeof name);
+        model_item_name(base, param_global_index(p, i), name, sizeof name);
         if (fn(ctx, name, rows, cols, root + i * rows * cols)) return -1;
     }
     return 0;
@@ -107,14 +126,77 @@ typedef struct {
     ckpt_reader *r;
     const char *path;
     Backend *be;
+    Comm *comm;
     float *stage;
     char *err;
     size_t n;
 } IoCtx;
 
-static int write_piece(void *c, const char *name, int64_t rows, int64_t cols, real *p) {
-    IoCtx *io = c;
-    return put_tensor(io->w, io->be, name, rows, cols, p, io->stage, io->err, io->n);
+/* Rank 0 appends `count` values held by `owner` (p: its device address
+ * there) to the tensor being written; rc: rank 0's writer status so far. */
+static int stream_from(IoCtx *io, real *p, int64_t count, int owner, int rc) {
+    int rank = comm_rank(io->comm);
+    if (owner == 0) {
+        if (rank == 0 && !rc && count) rc = put_span(io->w, io->be, p, count, io->stage);
+        return rc;
+    }
+    if (rank != 0 && rank != owner) return rc;
+    Comm *c = io->comm;
+    real *tmp = sizeof(real) == sizeof(float) ? (real *)io->stage : NULL;
+    if (!tmp && rank == owner) tmp = xmalloc(STAGE_ELEMS * sizeof(real), "stage");
+    for (int64_t done = 0; done < count; done += STAGE_ELEMS) {
+        int64_t k = count - done < STAGE_ELEMS ? count - done : STAGE_ELEMS;
+        if (rank == owner) {
+            OP(io->be, download, tmp, p + done, (size_t)k * sizeof(real));
+            if ((void *)tmp != (void *)io->stage)
+                for (int64_t i = 0; i < k; i++) io->stage[i] = (float)tmp[i];
+        }
+        c->ops->move(c, io->stage, (size_t)k * sizeof(float), owner, 0);
+        /* after a write error rank 0 keeps receiving, so the owner is not left waiting */
+        if (rank == 0 && !rc) rc = ckpt_put_tensor_data(io->w, io->stage, (size_t)k * sizeof(float));
+    }
+    if (tmp && (void *)tmp != (void *)io->stage) free(tmp);
+    return rc;
+}
+
+/* Rank 0 writes a piece held by `owner`. */
+static int write_from(IoCtx *io, const char *name, int64_t rows, int64_t cols, real *p, int owner) {
+    int rank = comm_rank(io->comm);
+    if (owner == 0) return rank == 0 ? put_tensor(io->w, io->be, name, rows, cols, p, io->stage, io->err, io->n) : 0;
+    if (rank != 0 && rank != owner) return 0;
+    int64_t dims[2] = {rows, cols};
+    int rc = rank == 0 ? ckpt_put_tensor_begin(io->w, name, CKPT_F32, 2, dims) : 0;
+    rc = stream_from(io, p, rows * cols, owner, rc);
+    if (rank == 0 && !rc) rc = ckpt_put_tensor_end(io->w);
+    if (rc) snprintf(io->err, io->n, "%s", ckpt_writer_errmsg(io->w));
+    return rc ? -1 : 0;
+}
+
+/* Every piece of a parameter's values (part < 0) or optimizer part, in
+ * global item order; a sharded parameter's items come from their ranks. */
+static int write_param(IoCtx *io, const ParamStore *ps, int id, int part, int64_t item_len, int64_t part_off) {
+    const Param *p = &ps->p[id];
+    Piece pc = piece_of(ps, p, part, item_len, part_off);
+    const char *base = pc.base;
+    char name[200];
+    real *root = pc.root;
+    int64_t rows = pc.rows, cols = pc.cols;
+    if (p->b == 1 && !param_sharded(p)) return write_from(io, base, rows, cols, root, 0);
+    int W = param_sharded(p) ? p->expert_world : 1, rank = comm_rank(io->comm);
+    CHECK_ARG(W == 1 || W == comm_world(io->comm), "'%s' is placed for %d processes, not %d", p->name, W,
+              comm_world(io->comm));
+    int64_t blk = p->expert_block, total = p->b * W;
+    int rc = 0;
+    for (int64_t g = 0; g < total; g++) {
+        int owner = (int)((g / blk) % W);
+        int64_t i = (g / (blk * W)) * blk + g % blk;
+        model_item_name(base, g, name, sizeof name);
+        /* keep going after an error: the other ranks follow the same sequence */
+        int r = write_from(io, name, rows, cols, owner == rank ? root + i * rows * cols : NULL, owner);
+        if (!rc) rc = r;
+        if (rc && comm_world(io->comm) <= 1) break;
+    }
+    return rc;
 }
 
 static int read_piece(void *c, const char *name, int64_t rows, int64_t cols, real *p) {
@@ -142,9 +224,32 @@ static int visit_all(const ParamStore *ps, const Optimizer *opt, IoCtx *io, piec
     return rc;
 }
 
-int model_write_params(ckpt_writer *w, const ParamStore *ps, char *err, size_t n) {
-    IoCtx io = {.w = w, .be = ps->be, .err = err, .n = n};
-    return visit_all(ps, NULL, &io, write_piece);
+static int write_all(const ParamStore *ps, const Optimizer *opt, IoCtx *io) {
+    io->stage = xmalloc(STAGE_ELEMS * sizeof(float), "checkpoint staging buffer");
+    int rc = 0;
+    for (int i = 0; i < ps->n; i++) {
+        if (!opt) {
+            int r = write_param(io, ps, i, -1, 0, 0);
+            if (!rc) rc = r;
+            continue;
+        }
+        int64_t len[2];
+        int parts = optim_state_parts(opt, &ps->p[i], len);
+        int64_t off = 0;
+        for (int k = 0; k < parts; k++) {
+            int r = write_param(io, ps, i, k, len[k], off);
+            if (!rc) rc = r;
+            off += ps->p[i].b * len[k];
+        }
+        if (rc && comm_world(io->comm) <= 1) break;
+    }
+    free(io->stage);
+    return rc;
+}
+
+int model_write_params(ckpt_writer *w, const ParamStore *ps, Comm *comm, char *err, size_t n) {
+    IoCtx io = {.w = w, .be = ps->be, .comm = comm, .err = err, .n = n};
+    return write_all(ps, NULL, &io);
 }
 
 int model_read_params(ckpt_reader *r, const char *path, ParamStore *ps, char *err, size_t n) {
@@ -152,14 +257,61 @@ int model_read_params(ckpt_reader *r, const char *path, ParamStore *ps, char *er
     return visit_all(ps, NULL, &io, read_piece);
 }
 
-int model_write_opt(ckpt_writer *w, const ParamStore *ps, const Optimizer *opt, char *err, size_t n) {
-    IoCtx io = {.w = w, .be = ps->be, .err = err, .n = n};
-    return visit_all(ps, opt, &io, write_piece);
+int model_write_opt(ckpt_writer *w, const ParamStore *ps, const Optimizer *opt, Comm *comm, char *err, size_t n) {
+    IoCtx io = {.w = w, .be = ps->be, .comm = comm, .err = err, .n = n};
+    return write_all(ps, opt, &io);
 }
 
 int model_read_opt(ckpt_reader *r, const char *path, ParamStore *ps, const Optimizer *opt, char *err, size_t n) {
     IoCtx io = {.r = r, .path = path, .be = ps->be, .err = err, .n = n};
     return visit_all(ps, opt, &io, read_piece);
+}
+
+int model_write_rows(ckpt_writer *w, Backend *be, Comm *comm, const char *name, Tensor local, int64_t total,
+                     char *err, size_t n) {
+    CHECK_ARG(tcontig(local) && local.dt == DT_F32, "model_write_rows: '%s' must be a contiguous f32 tensor", name);
+    int W = comm_world(comm), rank = comm_rank(comm);
+    CHECK_ARG(local.b * local.r == (rank + 1) * total / W - rank * total / W,
+              "model_write_rows: '%s' has %lld rows, its share of %lld is not that", name,
+              (long long)(local.b * local.r), (long long)total);
+    IoCtx io = {.w = w, .be = be, .comm = comm, .err = err, .n = n};
+    io.stage = xmalloc(STAGE_ELEMS * sizeof(float), "checkpoint staging buffer");
+    int64_t dims[2] = {total, local.c};
+    int rc = rank == 0 ? ckpt_put_tensor_begin(w, name, CKPT_F32, 2, dims) : 0;
+    for (int o = 0; o < W; o++) {
+        int64_t rows = (o + 1) * total / W - o * total / W;
+        rc = stream_from(&io, o == rank ? (real *)local.p : NULL, rows * local.c, o, rc);
+    }
+    if (rank == 0 && !rc) rc = ckpt_put_tensor_end(w);
+    if (rc) snprintf(err, n, "%s", ckpt_writer_errmsg(w));
+    free(io.stage);
+    return rc ? -1 : 0;
+}
+
+int model_read_rows(ckpt_reader *r, const char *path, Backend *be, const char *name, Tensor local, int64_t total,
+                    int64_t row0, char *err, size_t n) {
+    int64_t cols = local.c, rows = local.b * local.r;
+    CHECK_ARG(tcontig(local) && local.dt == DT_F32 && row0 >= 0 && row0 + rows <= total,
+              "model_read_rows: '%s': rows %lld..+%lld of %lld", name, (long long)row0, (long long)rows,
+              (long long)total);
+    const ckpt_tensor_info *ti = ckpt_find_tensor(r, name);
+    if (!ti || ti->dtype != CKPT_F32 || ti->ndim != 2 || ti->dims[0] != total || ti->dims[1] != cols) {
+        snprintf(err, n, "%s: tensor '%s' is missing or not f32[%lldx%lld]", path, name, (long long)total,
+                 (long long)cols);
+        return -1;
+    }
+    float *all = xmalloc((size_t)(total * cols > 0 ? total * cols : 1) * sizeof(float), "stored rows");
+    if (ckpt_read_tensor(r, name, all, (uint64_t)(total * cols) * sizeof(float))) {
+        snprintf(err, n, "%s", ckpt_errmsg(r));
+        free(all);
+        return -1;
+    }
+    real *mine = xmalloc((size_t)(rows * cols > 0 ? rows * cols : 1) * sizeof(real), "stored rows");
+    for (int64_t i = 0; i < rows * cols; i++) mine[i] = all[row0 * cols + i];
+    if (rows) OP(be, upload, local.p, mine, (size_t)(rows * cols) * sizeof(real));
+    free(mine);
+    free(all);
+    return 0;
 }
 
 int model_write_tensor(ckpt_writer *w, Backend *be, const char *name, Tensor t, char *err, size_t n) {

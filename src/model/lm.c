@@ -135,6 +135,7 @@ void lm_carry_prepare(Ctx *c, const Lm *m, LmCarry *cr, int B) {
 typedef struct {
     int64_t N, nvalid;
     Tensor inp, tgt, w, mask, valid; /* valid: I32 positions of real tokens, or none */
+    Tensor keys;                     /* the MoE rows' positions in the global batch, or none */
 } BatchDev;
 
 static void upload_batch(Ctx *c, const LmBatch *b, BatchDev *d) {
@@ -147,28 +148,43 @@ static void upload_batch(Ctx *c, const LmBatch *b, BatchDev *d) {
     real *w = xmalloc((size_t)N * sizeof(real), "batch weights");
     int64_t ntok = 0;
     for (int64_t i = 0; i < N; i++) ntok += b->tgt[i] >= 0;
+    /* a slice's targets weigh 1 / the whole batch's targets: the processes' losses sum to the mean */
+    if (b->ntok_total > 0) ntok = b->ntok_total;
     for (int64_t i = 0; i < N; i++) w[i] = b->tgt[i] >= 0 ? (real)(1.0 / (double)(ntok ? ntok : 1)) : 0;
     d->w = nn_tensor(c, DT_F32, 1, N);
     be_upload_tensor(c->be, d->w, w);
     /* real-token positions: t < len[b] */
     int padded = 0;
     for (int j = 0; j < b->B; j++) padded |= b->len[j] < b->T;
+    int64_t BT = b->B_total > 0 ? b->B_total : b->B, b0 = b->B_total > 0 ? b->b_offset : 0;
+    int sliced = BT != b->B;
     d->nvalid = N;
-    d->mask = d->valid = tnone();
-    if (padded) {
-        int32_t *pos = xmalloc((size_t)N * sizeof(int32_t), "batch positions");
+    d->mask = d->valid = d->keys = tnone();
+    if (padded || sliced) {
+        /* gating noise is keyed by a token's position in the whole batch */
+        int32_t *pos = xmalloc((size_t)(N ? N : 1) * sizeof(int32_t), "batch positions");
+        int32_t *key = xmalloc((size_t)(N ? N : 1) * sizeof(int32_t), "batch positions");
+        CHECK(BT * b->T < INT32_MAX, "a batch of %lld x %d tokens", (long long)BT, b->T);
         int64_t nv = 0;
         for (int t = 0; t < b->T; t++)
             for (int j = 0; j < b->B; j++) {
                 w[t * b->B + j] = t < b->len[j] ? 1 : 0;
-                if (t < b->len[j]) pos[nv++] = t * b->B + j;
+                if (t < b->len[j]) {
+                    key[nv] = (int32_t)(t * BT + b0 + j);
+                    pos[nv++] = t * b->B + j;
+                }
             }
-        d->mask = nn_tensor(c, DT_F32, b->T, b->B);
-        be_upload_tensor(c->be, d->mask, w);
         d->nvalid = nv;
-        d->valid = nn_tensor(c, DT_I32, 1, nv);
-        be_upload_tensor(c->be, d->valid, pos);
+        d->keys = nn_tensor(c, DT_I32, 1, nv);
+        if (nv) be_upload_tensor(c->be, d->keys, key);
+        if (padded) {
+            d->mask = nn_tensor(c, DT_F32, b->T, b->B);
+            be_upload_tensor(c->be, d->mask, w);
+            d->valid = nn_tensor(c, DT_I32, 1, nv);
+            be_upload_tensor(c->be, d->valid, pos);
+        }
         free(pos);
+        free(key);
     }
     free(w);
 }
@@ -201,7 +217,8 @@ static Tensor layers_forward(Ctx *c, const Lm *m, const LmBatch *b, const BatchD
             nn_dropout(c, L->y, L->out, cfg->dropout, m->site[l + 1]);
             if (cfg->residual) OP(c->be, axpby, 1, h, 1, L->out);
         } else {
-            moe_block_forward(c, &m->moe[l], h, d->valid, cfg->dropout, m->site[l + 1], cfg->residual, L->out, &L->mb);
+            moe_block_forward(c, &m->moe[l], h, d->valid, d->keys, cfg->dropout, m->site[l + 1], cfg->residual, L->out,
+                              &L->mb);
             moe_block_losses(c, &L->mb, res->moe);
             if (stats && first_moe) moe_stats(c, &m->moe[l], &L->mb.mc, stats);
             first_moe = 0;
@@ -231,10 +248,36 @@ static void layers_backward(Ctx *c, const Lm *m, const BatchDev *d, LayerCache *
     embedding_backward(c, &m->emb, d->inp, dh);
 }
 
+/* A process whose slice of the batch is empty still takes part in the MoE
+ * layers' exchanges and statistics, in the order of the others. */
+static void idle_step(Ctx *c, const Lm *m, int backward, LmResult *res, MoeStats *stats) {
+    int64_t D = m->cfg.dim;
+    MoeCache *mc = xcalloc((size_t)m->cfg.n_layers, sizeof *mc, "layer caches");
+    Tensor none = nn_tensor(c, DT_F32, 0, D);
+    int first = 1;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        if (m->cfg.kind[l] != LM_LAYER_MOE) continue;
+        moe_forward(c, &m->moe[l], none, tnone(), none, &mc[l]);
+        real v[MOE_LOSS_N];
+        be_download_tensor(c->be, v, mc[l].losses);
+        for (int i = 0; i < MOE_LOSS_N; i++) res->moe[i] += v[i];
+        if (stats && first) moe_stats(c, &m->moe[l], &mc[l], stats);
+        first = 0;
+    }
+    for (int l = m->cfg.n_layers - 1; backward && l >= 0; l--)
+        if (m->cfg.kind[l] == LM_LAYER_MOE) moe_backward(c, &m->moe[l], &mc[l], none, none);
+    for (int i = 0; i < MOE_LOSS_N; i++) res->loss += res->moe[i];
+    free(mc);
+}
+
 void lm_step(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, int backward, LmResult *res, MoeStats *stats) {
+    memset(res, 0, sizeof *res);
+    if (b->B == 0 && b->B_total > 0) {
+        idle_step(c, m, backward, res, stats);
+        return;
+    }
     CHECK_ARG(b->T > 0 && b->B > 0, "lm_step: empty batch");
     CHECK_ARG(!b->carry || carry, "lm_step: a stream batch needs a carried state");
-    memset(res, 0, sizeof *res);
     if (carry) lm_carry_prepare(c, m, carry, b->B);
     BatchDev d;
     upload_batch(c, b, &d);
@@ -262,6 +305,11 @@ void lm_step(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, int backward
 }
 
 void lm_score(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, double *logp) {
+    if (b->B == 0 && b->B_total > 0) {
+        LmResult res = {0};
+        idle_step(c, m, 0, &res, NULL);
+        return;
+    }
     CHECK_ARG(!b->carry || carry, "lm_score: a stream batch needs a carried state");
     if (carry) lm_carry_prepare(c, m, carry, b->B);
     BatchDev d;

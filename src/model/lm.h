@@ -70,7 +70,8 @@ void lm_carry_free(Backend *be, LmCarry *c);
 
 typedef struct LmResult {
     double loss;              /* objective: cross-entropy + balancing losses */
-    double ce;                /* mean cross-entropy per target, nats */
+    double ce;                /* cross-entropy summed over the batch's targets / its ntok_total, nats
+                                 (the mean; a slice's share of the whole batch's mean) */
     double moe[MOE_LOSS_N];   /* summed over MoE layers */
     int64_t ntok;
 } LmResult;
@@ -79,7 +80,8 @@ typedef struct LmResult {
  * (gradients accumulate into the store). ctx->train selects dropout, noise
  * and the sampled softmax. carry: required for stream batches. stats, if not
  * NULL, receives the first MoE layer's statistics. Evaluation (ctx->train = 0)
- * uses the full softmax. */
+ * uses the full softmax. With several processes each passes its slice
+ * (lm_batch_slice), possibly empty, and they call it together. */
 void lm_step(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, int backward, LmResult *res, MoeStats *stats);
 
 /* Per-target log-probabilities (full softmax) into logp[t*B + b] (host),

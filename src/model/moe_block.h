@@ -15,9 +15,10 @@ typedef struct MoeBlockCache {
     MoeCache mc;
 } MoeBlockCache;
 
-/* x, out [N x d] (out must not alias x); valid I32 [1 x nvalid] or tnone(). */
-void moe_block_forward(Ctx *c, const Moe *m, Tensor x, Tensor valid, real dropout, uint32_t site, int residual,
-                       Tensor out, MoeBlockCache *k);
+/* x, out [N x d] (out must not alias x); valid I32 [1 x nvalid] or tnone();
+ * keys: the MoE rows' positions in the global batch (moe_forward) or tnone(). */
+void moe_block_forward(Ctx *c, const Moe *m, Tensor x, Tensor valid, Tensor keys, real dropout, uint32_t site,
+                       int residual, Tensor out, MoeBlockCache *k);
 /* dout [N x d] -> dx [N x d] (overwritten). */
 void moe_block_backward(Ctx *c, const Moe *m, MoeBlockCache *k, Tensor valid, real dropout, uint32_t site,
                         int residual, Tensor dout, Tensor dx);

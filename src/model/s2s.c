@@ -106,30 +106,42 @@ typedef struct {
     Tensor src, src_len, tgt_in, tgt_out, w;
     Tensor src_mask, tgt_mask;  /* F32 [S x B], [T x B] or none */
     Tensor src_valid, tgt_valid;/* I32 real-token positions or none */
+    Tensor src_keys, tgt_keys;  /* their positions in the global batch (gating noise), or none */
+    int BT, b0;                 /* the global batch's width and this slice's first column */
     int64_t ntok;
 } Dev;
 
-/* mask [L x B] and valid positions from lengths; returns 1 when there is padding. */
-static int masks(Ctx *c, const int32_t *len, int L, int B, Tensor *mask, Tensor *valid) {
+/* mask [L x B], valid positions and their global keys from lengths. */
+static void masks(Ctx *c, const int32_t *len, int L, int B, int BT, int b0, Tensor *mask, Tensor *valid,
+                  Tensor *keys) {
     int padded = 0;
     for (int b = 0; b < B; b++) padded |= len[b] < L;
-    *mask = *valid = tnone();
-    if (!padded) return 0;
-    real *m = xmalloc((size_t)L * B * sizeof(real), "mask");
-    int32_t *pos = xmalloc((size_t)L * B * sizeof(int32_t), "mask");
+    *mask = *valid = *keys = tnone();
+    if (!padded && BT == B) return;
+    CHECK((int64_t)L * BT < INT32_MAX, "a batch of %d x %d tokens", L, BT);
+    int64_t n = (int64_t)L * B > 0 ? (int64_t)L * B : 1;
+    real *m = xmalloc((size_t)n * sizeof(real), "mask");
+    int32_t *pos = xmalloc((size_t)n * sizeof(int32_t), "mask"), *key = xmalloc((size_t)n * sizeof(int32_t), "mask");
     int64_t nv = 0;
     for (int t = 0; t < L; t++)
         for (int b = 0; b < B; b++) {
             m[t * B + b] = t < len[b];
-            if (t < len[b]) pos[nv++] = t * B + b;
+            if (t < len[b]) {
+                key[nv] = t * BT + b0 + b;
+                pos[nv++] = t * B + b;
+            }
         }
-    *mask = nn_tensor(c, DT_F32, L, B);
-    be_upload_tensor(c->be, *mask, m);
-    *valid = nn_tensor(c, DT_I32, 1, nv);
-    be_upload_tensor(c->be, *valid, pos);
+    *keys = nn_tensor(c, DT_I32, 1, nv);
+    if (nv) be_upload_tensor(c->be, *keys, key);
+    if (padded) {
+        *mask = nn_tensor(c, DT_F32, L, B);
+        be_upload_tensor(c->be, *mask, m);
+        *valid = nn_tensor(c, DT_I32, 1, nv);
+        be_upload_tensor(c->be, *valid, pos);
+    }
     free(m);
     free(pos);
-    return 1;
+    free(key);
 }
 
 static Tensor upload_i32(Ctx *c, const int32_t *v, int64_t n) {
@@ -145,7 +157,8 @@ static void upload_source(Ctx *c, const int32_t *src, const int32_t *src_len, in
     d->B = B;
     d->src = upload_i32(c, src, (int64_t)S * B);
     d->src_len = upload_i32(c, src_len, B);
-    masks(c, src_len, S, B, &d->src_mask, &d->src_valid);
+    if (!d->BT) d->BT = B;
+    masks(c, src_len, S, B, d->BT, d->b0, &d->src_mask, &d->src_valid, &d->src_keys);
 }
 
 /* ---- encoder ----------------------------------------------------------------------- */
@@ -180,8 +193,8 @@ static Tensor encode(Ctx *c, const S2s *m, const Dev *d, EncCache *k, double *mo
         x = k->out[l];
         if (cfg->enc_moe_after == l + 1) {
             k->moe_out = nn_tensor(c, DT_F32, N, D);
-            moe_block_forward(c, &m->enc_moe, x, d->src_valid, cfg->dropout, m->site_emoe, cfg->residual, k->moe_out,
-                              &k->mb);
+            moe_block_forward(c, &m->enc_moe, x, d->src_valid, d->src_keys, cfg->dropout, m->site_emoe, cfg->residual,
+                              k->moe_out, &k->mb);
             if (moe_losses) moe_block_losses(c, &k->mb, moe_losses);
             if (stats) moe_stats(c, &m->enc_moe, &k->mb.mc, stats);
             x = k->moe_out;
@@ -214,22 +227,90 @@ static void encode_backward(Ctx *c, const S2s *m, const Dev *d, EncCache *k, Ten
 
 /* ---- training step ------------------------------------------------------------------- */
 
+void s2s_input_slice(const S2sInput *g, int rank, int world, S2sSliceBuf *buf, S2sInput *out) {
+    CHECK_ARG(world >= 1 && rank >= 0 && rank < world, "s2s_input_slice: rank %d of %d", rank, world);
+    int64_t B = g->B, b0 = rank * B / world, bl = (rank + 1) * B / world - b0;
+    size_t need = (size_t)((g->S + 2 * g->T + 2) * bl + 1);
+    if (need > buf->cap) {
+        buf->cap = need;
+        buf->v = xrealloc(buf->v, need * sizeof *buf->v, "batch slice");
+    }
+    int32_t *src = buf->v, *tin = src + g->S * bl, *tout = tin + g->T * bl, *sl = tout + g->T * bl, *tl = sl + bl;
+    int64_t ntok = 0;
+    for (int64_t j = 0; j < bl; j++) {
+        for (int64_t s = 0; s < g->S; s++) src[s * bl + j] = g->src[s * B + b0 + j];
+        for (int64_t t = 0; t < g->T; t++) {
+            tin[t * bl + j] = g->tgt_in[t * B + b0 + j];
+            tout[t * bl + j] = g->tgt_out[t * B + b0 + j];
+        }
+        sl[j] = g->src_len[b0 + j];
+        tl[j] = g->tgt_len[b0 + j];
+    }
+    for (int64_t i = 0; i < (int64_t)g->T * B; i++) ntok += g->tgt_out[i] >= 0;
+    *out = *g;
+    out->B = (int)bl;
+    out->src = src;
+    out->tgt_in = tin;
+    out->tgt_out = tout;
+    out->src_len = sl;
+    out->tgt_len = tl;
+    out->B_total = g->B_total > 0 ? g->B_total : g->B;
+    out->b_offset = (g->B_total > 0 ? g->b_offset : 0) + (int)b0;
+    out->ntok_total = g->ntok_total > 0 ? g->ntok_total : ntok;
+}
+
+void s2s_slice_free(S2sSliceBuf *buf) {
+    free(buf->v);
+    *buf = (S2sSliceBuf){0};
+}
+
+/* A process whose slice is empty takes part in the MoE layers' exchanges
+ * and statistics, in the order of the others. */
+static void idle_step(Ctx *c, const S2s *m, int backward, S2sResult *res, MoeStats *stats) {
+    const S2sConfig *cfg = &m->cfg;
+    Tensor none = nn_tensor(c, DT_F32, 0, cfg->dim);
+    MoeCache ec, dc;
+    real v[MOE_LOSS_N];
+    if (cfg->enc_moe_after) {
+        moe_forward(c, &m->enc_moe, none, tnone(), none, &ec);
+        be_download_tensor(c->be, v, ec.losses);
+        for (int i = 0; i < MOE_LOSS_N; i++) res->moe[i] += v[i];
+        if (stats) moe_stats(c, &m->enc_moe, &ec, stats);
+    }
+    if (cfg->dec_moe_after) {
+        moe_forward(c, &m->dec_moe, none, tnone(), none, &dc);
+        be_download_tensor(c->be, v, dc.losses);
+        for (int i = 0; i < MOE_LOSS_N; i++) res->moe[i] += v[i];
+    }
+    if (backward && cfg->dec_moe_after) moe_backward(c, &m->dec_moe, &dc, none, none);
+    if (backward && cfg->enc_moe_after) moe_backward(c, &m->enc_moe, &ec, none, none);
+    for (int i = 0; i < MOE_LOSS_N; i++) res->loss += res->moe[i];
+}
+
 void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult *res, MoeStats *stats) {
     const S2sConfig *cfg = &m->cfg;
-    CHECK_ARG(in->S > 0 && in->T > 0 && in->B > 0, "s2s_step: empty batch");
     memset(res, 0, sizeof *res);
+    if (in->B == 0 && in->B_total > 0) {
+        idle_step(c, m, backward, res, stats);
+        return;
+    }
+    CHECK_ARG(in->S > 0 && in->T > 0 && in->B > 0, "s2s_step: empty batch");
     Backend *be = c->be;
     int S = in->S, T = in->T, B = in->B;
     int64_t D = cfg->dim, H = cfg->rnn, NT = (int64_t)T * B;
     Dev d = {0};
+    d.BT = in->B_total > 0 ? in->B_total : B;
+    d.b0 = in->B_total > 0 ? in->b_offset : 0;
     upload_source(c, in->src, in->src_len, S, B, &d);
     d.T = T;
     d.tgt_in = upload_i32(c, in->tgt_in, NT);
     d.tgt_out = upload_i32(c, in->tgt_out, NT);
-    masks(c, in->tgt_len, T, B, &d.tgt_mask, &d.tgt_valid);
+    masks(c, in->tgt_len, T, B, d.BT, d.b0, &d.tgt_mask, &d.tgt_valid, &d.tgt_keys);
     real *w = xmalloc((size_t)NT * sizeof(real), "weights");
     for (int64_t i = 0; i < NT; i++) d.ntok += in->tgt_out[i] >= 0;
-    for (int64_t i = 0; i < NT; i++) w[i] = in->tgt_out[i] >= 0 ? (real)(1.0 / (double)d.ntok) : 0;
+    /* a slice's tokens weigh 1 / the whole batch's: the processes' losses sum to the mean */
+    double wt = 1.0 / (double)(in->ntok_total > 0 ? in->ntok_total : d.ntok);
+    for (int64_t i = 0; i < NT; i++) w[i] = in->tgt_out[i] >= 0 ? (real)wt : 0;
     d.w = nn_tensor(c, DT_F32, 1, NT);
     be_upload_tensor(be, d.w, w);
     free(w);
@@ -283,7 +364,8 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
         if (cfg->dec_moe_after == l + 1) {
             moe_in = x;
             moe_out = nn_tensor(c, DT_F32, NT, D);
-            moe_block_forward(c, &m->dec_moe, x, d.tgt_valid, cfg->dropout, m->site_dmoe, cfg->residual, moe_out, &mb);
+            moe_block_forward(c, &m->dec_moe, x, d.tgt_valid, d.tgt_keys, cfg->dropout, m->site_dmoe, cfg->residual,
+                              moe_out, &mb);
             moe_block_losses(c, &mb, res->moe);
             x = moe_out;
         }
@@ -447,7 +529,7 @@ void s2s_decoder_step(S2sDecoder *d, const int32_t *prev, float *logp, float *at
         if (cfg->dec_moe_after == l + 1) {
             Tensor o = nn_tensor(c, DT_F32, NK, D);
             MoeBlockCache mb;
-            moe_block_forward(c, &m->dec_moe, x, tnone(), 0, m->site_dmoe, cfg->residual, o, &mb);
+            moe_block_forward(c, &m->dec_moe, x, tnone(), tnone(), 0, m->site_dmoe, cfg->residual, o, &mb);
             x = o;
         }
     }

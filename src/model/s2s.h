@@ -68,16 +68,32 @@ typedef struct S2sInput {
     const int32_t *tgt_in;  /* [T*B] bos y1 .. yn, -1 padding */
     const int32_t *tgt_out; /* [T*B] y1 .. yn eos, -1 padding */
     const int32_t *tgt_len; /* [B] */
+    /* A slice of a batch shared by several processes: columns b_offset.. of a
+     * batch of B_total pairs and ntok_total target tokens (0: the whole batch). */
+    int B_total, b_offset;
+    int64_t ntok_total;
 } S2sInput;
 
+/* This process's share of a batch for `world` processes: columns
+ * [rank*B/world, (rank+1)*B/world) (possibly none), copied into buf. */
+typedef struct S2sSliceBuf {
+    int32_t *v;
+    size_t cap;
+} S2sSliceBuf;
+void s2s_input_slice(const S2sInput *g, int rank, int world, S2sSliceBuf *buf, S2sInput *out);
+void s2s_slice_free(S2sSliceBuf *buf);
+
 typedef struct S2sResult {
-    double loss, ce;              /* objective; mean cross-entropy per target token (nats) */
+    double loss, ce;              /* objective; cross-entropy per target token (nats): summed over this
+                                     slice, divided by the whole batch's tokens */
     double moe[MOE_LOSS_N];
     int64_t ntok;
 } S2sResult;
 
 /* Forward (teacher forcing) and, when backward is set, backward with
- * gradients accumulated in the store. stats: the encoder MoE's statistics. */
+ * gradients accumulated in the store. stats: the encoder MoE's statistics.
+ * With several processes each passes its slice (possibly B = 0 with B_total
+ * set) and they call it together. */
 void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult *res, MoeStats *stats);
 
 /* ---- decoding (beam search drives this through decode/) -------------------- */

@@ -2,6 +2,7 @@
 #include "nn/nn.h"
 
 #include "core/check.h"
+#include "dist/comm.h"
 
 uint32_t nn_site(const char *name, int purpose) {
     return ((params_hash(name) & 0xFFFFFu) << 4) | ((uint32_t)purpose & 0xFu);
@@ -9,7 +10,9 @@ uint32_t nn_site(const char *name, int purpose) {
 
 void nn_dropout(Ctx *c, Tensor x, Tensor y, real p, uint32_t site) {
     if (c->train && p > 0) {
-        OP(c->be, dropout, x, y, p, c->seed, nn_stream(c, site));
+        /* each rank holds other tokens: its own masks (rank 0 = one process) */
+        uint64_t seed = c->seed + (uint64_t)comm_rank(c->comm) * 0x9E3779B97F4A7C15ull;
+        OP(c->be, dropout, x, y, p, seed, nn_stream(c, site));
     } else if (x.p != y.p) {
         OP(c->be, copy, y, x);
     }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 
 #include "core/check.h"
+#include "dist/comm.h"
+#include "nn/moe_dist.h"
 
 #define HIER(m) ((m)->cfg.groups > 0)
 
@@ -115,6 +117,11 @@ void moe_init(Moe *m, ParamStore *ps, const char *name, const MoeConfig *cfg) {
             }
         }
     }
+    /* expert parallelism: whole secondary groups per process when they divide
+     * evenly, else single experts; replicated when neither does */
+    CHECK_ARG(ps->world <= MOE_MAX_WORLD, "MoE '%s': at most %d processes", name, MOE_MAX_WORLD);
+    int W = ps->world > 1 ? ps->world : 1;
+    m->blk = cfg->groups && cfg->groups % W == 0 ? m->b : 1;
     int L = cfg->hidden_layers;
     m->nw = L + 1;
     for (int l = 0; l <= L; l++) {
@@ -125,8 +132,10 @@ void moe_init(Moe *m, ParamStore *ps, const char *name, const MoeConfig *cfg) {
             snprintf(buf, sizeof buf, "%s.expert.w_out", name);
         else
             snprintf(buf, sizeof buf, "%s.expert.w_hid%d", name, l);
-        m->w[l] = params_add(ps, buf, PARAM_EXPERT, E, r, cc, INIT_GLOROT, 0);
+        m->w[l] = params_add_sharded(ps, buf, PARAM_EXPERT, E, r, cc, INIT_GLOROT, 0, m->blk);
     }
+    m->el = (int)ps->p[m->w[0]].b;
+    m->shard = ps->p[m->w[0]].placed; /* experts reached through the communicator */
     m->site1 = nn_site(name, 1);
     m->site2 = nn_site(name, 2);
 }
@@ -140,8 +149,7 @@ typedef struct {
     int n;           /* experts at this level */
     Tensor offs;     /* secondary: I32 [a+1] row offsets per group; else none */
     Tensor group;    /* secondary: I32 [rows] group of each row; else none */
-    Tensor rowids;   /* noise row ids (secondary); else none */
-    int64_t row0;
+    Tensor rowids;   /* noise keys of the rows, or none (0..N-1) */
     uint32_t site;
     int64_t m_rows;  /* batchwise training: rows per segment (host-known), or -1 */
 } LevelSpec;
@@ -192,7 +200,7 @@ static void level_forward(Ctx *c, const Moe *m, const LevelSpec *ls, Tensor xin,
         L->gates = nn_tensor(c, DT_F32, N, k);
         if (noisy && k < n) L->P = nn_tensor(c, DT_F32, N, n);
         OP(be, gate_topk_fwd, L->clean, L->raw, k, m->cfg.noise_eps, noisy, c->seed, nn_stream(c, ls->site), ls->rowids,
-           ls->row0, L->H, L->idx, L->gates, L->P);
+           0, L->H, L->idx, L->gates, L->P);
         L->M = N * k;
         OP(be, iota, L->tok_offs, 0, k);
         L->slot_exp = nn_tensor(c, DT_I32, N, k);
@@ -264,7 +272,7 @@ static void level_backward(Ctx *c, const Moe *m, const LevelSpec *ls, Tensor xin
         Tensor dclean = nn_tensor(c, DT_F32, N, n);
         Tensor draw = noisy ? nn_tensor(c, DT_F32, N, n) : tnone();
         OP(be, gate_topk_bwd, L->clean, L->raw, L->H, L->idx, L->gates, k, m->cfg.noise_eps, noisy, c->seed,
-           nn_stream(c, ls->site), ls->rowids, ls->row0, treshape(dslot_gate, N, k), L->dload, dclean, draw);
+           nn_stream(c, ls->site), ls->rowids, 0, treshape(dslot_gate, N, k), L->dload, dclean, draw);
         level_logits_bwd(c, ls, ls->wg, xin, dclean, dxin);
         if (noisy) level_logits_bwd(c, ls, ls->wn, xin, draw, dxin);
         return;
@@ -293,17 +301,17 @@ static void level_backward(Ctx *c, const Moe *m, const LevelSpec *ls, Tensor xin
     }
 }
 
-static LevelSpec spec_first(const Ctx *c, const Moe *m, int64_t N) {
-    LevelSpec s = {.wg = m->wg, .wn = m->wn, .thr = m->thr, .n = m->n1, .row0 = c->row0, .site = m->site1, .m_rows = N};
+static LevelSpec spec_first(const Moe *m, const MoeCache *mc) {
+    LevelSpec s = {.wg = m->wg, .wn = m->wn, .thr = m->thr, .n = m->n1, .site = m->site1, .m_rows = mc->N};
+    s.rowids = mc->keys;
     return s;
 }
 
-static LevelSpec spec_second(const Ctx *c, const Moe *m, const MoeCache *mc) {
+static LevelSpec spec_second(const Moe *m, const MoeCache *mc) {
     LevelSpec s = {.wg = m->wg2, .wn = m->wn2, .thr = m->thr2, .n = m->b, .site = m->site2};
     s.offs = mc->offs1;
     s.group = mc->pair_group1;
-    s.rowids = mc->pair_slot1;
-    s.row0 = c->row0 * m->cfg.k;
+    s.rowids = mc->keys2;
     /* batchwise: the primary gives each group exactly floor(k N / a) rows */
     s.m_rows = (m->cfg.k * mc->N) / m->n1;
     return s;
@@ -314,8 +322,9 @@ static LevelSpec spec_second(const Ctx *c, const Moe *m, const MoeCache *mc) {
 static void experts_hidden(Ctx *c, const Moe *m, MoeCache *mc, Tensor *h) {
     Tensor in = mc->xe;
     for (int l = 0; l < m->nw - 1; l++) {
-        h[l] = nn_tensor(c, DT_F32, mc->M, m->cfg.hidden);
-        OP(c->be, gemm_grouped, 0, 1, in, param_val(c->ps, m->w[l]), mc->exp_offs, 0, h[l]);
+        h[l] = nn_tensor(c, DT_F32, mc->R, m->cfg.hidden);
+        if (!mc->R) continue;
+        OP(c->be, gemm_grouped, 0, 1, in, param_val(c->ps, m->w[l]), mc->eoffs, 0, h[l]);
         OP(c->be, act_fwd, ACT_RELU, h[l], h[l]);
         in = h[l];
     }
@@ -323,18 +332,23 @@ static void experts_hidden(Ctx *c, const Moe *m, MoeCache *mc, Tensor *h) {
 
 /* ---- forward ---------------------------------------------------------------- */
 
-void moe_forward(Ctx *c, const Moe *m, Tensor x, Tensor y, MoeCache *mc) {
+void moe_forward(Ctx *c, const Moe *m, Tensor x, Tensor keys, Tensor y, MoeCache *mc) {
     Backend *be = c->be;
     int64_t N = x.r, d = m->cfg.dim;
     int E = m->cfg.experts;
     CHECK_ARG(x.c == d && y.c == d && y.r == N && x.b == 1, "MoE '%s': x is %lldx%lld, y %lldx%lld, layer width %lld",
               m->name, (long long)x.r, (long long)x.c, (long long)y.r, (long long)y.c, (long long)d);
+    CHECK_ARG(tnull(keys) || tnumel(keys) == N, "MoE '%s': %lld noise keys for %lld rows", m->name,
+              (long long)tnumel(keys), (long long)N);
+    CHECK_ARG(!m->shard || (c->comm && (int64_t)comm_world(c->comm) * m->el == m->cfg.experts),
+              "MoE '%s': its experts are placed for %s", m->name, c->comm ? "another number of processes" : "a communicator, and the context has none");
     *mc = (MoeCache){0};
     mc->x = x;
     mc->N = N;
+    mc->keys = keys;
     mc->losses = nn_zeros(c, DT_F32, 1, MOE_LOSS_N);
 
-    LevelSpec s1 = spec_first(c, m, N);
+    LevelSpec s1 = spec_first(m, mc);
     level_forward(c, m, &s1, x, &mc->l1);
     if (!HIER(m)) {
         mc->tok_offs = mc->l1.tok_offs;
@@ -354,7 +368,13 @@ void moe_forward(Ctx *c, const Moe *m, Tensor x, Tensor y, MoeCache *mc) {
         OP(be, segment_ids, mc->offs1, mc->pair_group1);
         mc->pair_slot1 = nn_tensor(c, DT_I32, 1, M1);
         OP(be, index_invert, mc->slot_pair1, mc->pair_slot1);
-        LevelSpec s2 = spec_second(c, m, mc);
+        /* a pair's noise key: its token's key * k + its primary slot */
+        mc->keys2 = mc->pair_slot1;
+        if (!tnull(keys) && c->train && m->cfg.gating == MOE_GATE_NOISY_TOPK) {
+            mc->keys2 = nn_tensor(c, DT_I32, 1, M1);
+            OP(be, noise_keys, keys, mc->pair_tok1, mc->pair_slot1, m->cfg.k, mc->keys2);
+        }
+        LevelSpec s2 = spec_second(m, mc);
         level_forward(c, m, &s2, mc->x1, &mc->l2);
         mc->M = mc->l2.M;
         mc->tok_offs = nn_tensor(c, DT_I32, 1, N + 1);
@@ -370,25 +390,47 @@ void moe_forward(Ctx *c, const Moe *m, Tensor x, Tensor y, MoeCache *mc) {
     mc->slot_pair = nn_tensor(c, DT_I32, 1, M);
     mc->pair_tok = nn_tensor(c, DT_I32, 1, M);
     OP(be, route_build, mc->tok_offs, mc->slot_exp, E, mc->exp_offs, mc->slot_pair, mc->pair_tok);
-    mc->xe = nn_tensor(c, DT_F32, M, d);
-    OP(be, gather_rows, x, mc->pair_tok, 0, mc->xe);
+    /* What only the forward needs (the pairs' rows on their way, recomputed
+     * hidden layers) goes back to the arena at once. */
+    if (m->shard) {
+        moe_dist_plan(c, m, mc);
+        mc->xe = nn_tensor(c, DT_F32, mc->R, d);
+        size_t mk = arena_mark(c->arena);
+        Tensor xp = nn_tensor(c, DT_F32, M, d);
+        if (M) OP(be, gather_rows, x, mc->pair_tok, 0, xp);
+        moe_dist_to_experts(c, mc, xp, mc->xe);
+        arena_release(c->arena, mk);
+    } else {
+        mc->R = M;
+        mc->eoffs = mc->exp_offs;
+        mc->xe = nn_tensor(c, DT_F32, M, d);
+        if (M) OP(be, gather_rows, x, mc->pair_tok, 0, mc->xe);
+    }
     Tensor h[MOE_MAX_HIDDEN];
-    experts_hidden(c, m, mc, h);
-    if (!m->cfg.recompute)
+    if (!m->cfg.recompute) {
+        experts_hidden(c, m, mc, h);
         for (int l = 0; l < m->nw - 1; l++) mc->h[l] = h[l];
+    }
     mc->ye = nn_tensor(c, DT_F32, M, d);
-    OP(be, gemm_grouped, 0, 1, h[m->nw - 2], param_val(c->ps, m->w[m->nw - 1]), mc->exp_offs, 0, mc->ye);
+    size_t mk = arena_mark(c->arena);
+    if (m->cfg.recompute) experts_hidden(c, m, mc, h);
+    Tensor ye = m->shard ? nn_tensor(c, DT_F32, mc->R, d) : mc->ye;
+    if (mc->R) OP(be, gemm_grouped, 0, 1, h[m->nw - 2], param_val(c->ps, m->w[m->nw - 1]), mc->eoffs, 0, ye);
+    if (m->shard) moe_dist_from_experts(c, mc, ye, mc->ye);
+    arena_release(c->arena, mk);
     OP(be, combine, mc->ye, mc->slot_gate, mc->tok_offs, mc->slot_pair, y);
 
     /* balancing losses; their gradients are constants of the backward, kept here */
     if (m->cfg.gating == MOE_GATE_NONE) return;
     mc->imp = nn_zeros(c, DT_F32, E, 1);
-    OP(be, scatter_add_rows, 1, treshape(mc->slot_gate, M, 1), mc->slot_exp, mc->imp);
+    if (M) OP(be, scatter_add_rows, 1, treshape(mc->slot_gate, M, 1), mc->slot_exp, mc->imp);
+    moe_dist_sum(c, mc->imp); /* Importance and Load are over the global batch */
     mc->dimp = nn_tensor(c, DT_F32, E, 1);
     OP(be, cv2, mc->imp, m->cfg.w_importance, tcols(mc->losses, MOE_LOSS_IMPORTANCE, 1), mc->dimp);
     if (m->cfg.gating == MOE_GATE_NOISY_TOPK && !tnull(mc->l1.P)) {
         Tensor Lp = nn_tensor(c, DT_F32, 1, m->n1);
         OP(be, sum_rows, 1, mc->l1.P, 0, Lp);
+        moe_dist_sum(c, Lp);
         if (!HIER(m)) {
             mc->load = Lp;
             mc->l1.dload = nn_tensor(c, DT_F32, 1, m->n1);
@@ -396,13 +438,15 @@ void moe_forward(Ctx *c, const Moe *m, Tensor x, Tensor y, MoeCache *mc) {
         } else if (!tnull(mc->l2.P)) {
             Tensor Ls = nn_zeros(c, DT_F32, m->n1, m->b);
             OP(be, scatter_add_rows, 1, mc->l2.P, mc->pair_group1, Ls);
+            moe_dist_sum(c, Ls);
+            Tensor goffs = moe_dist_global_offs(c, mc->offs1);
             mc->load = nn_tensor(c, DT_F32, m->n1, m->b);
-            OP(be, hier_load, Lp, Ls, mc->offs1, mc->load);
+            OP(be, hier_load, Lp, Ls, goffs, mc->load);
             Tensor dLH = nn_tensor(c, DT_F32, m->n1, m->b);
             OP(be, cv2, mc->load, m->cfg.w_load, tcols(mc->losses, MOE_LOSS_LOAD, 1), dLH);
             mc->l1.dload = nn_tensor(c, DT_F32, 1, m->n1);
             Tensor dLs = nn_tensor(c, DT_F32, m->n1, m->b);
-            OP(be, hier_load_bwd, Lp, Ls, mc->offs1, dLH, mc->l1.dload, dLs);
+            OP(be, hier_load_bwd, Lp, Ls, goffs, dLH, mc->l1.dload, dLs);
             mc->l2.dload = nn_tensor(c, DT_F32, mc->l2.N, m->b);
             OP(be, gather_rows, dLs, mc->pair_group1, 0, mc->l2.dload);
         }
@@ -421,10 +465,17 @@ void moe_backward(Ctx *c, const Moe *m, MoeCache *mc, Tensor dy, Tensor dx) {
     int64_t N = mc->N, M = mc->M, d = m->cfg.dim;
     CHECK_ARG(dy.r == N && dy.c == d && dx.r == N && dx.c == d, "MoE '%s': gradient shapes differ from the forward",
               m->name);
+    size_t mark = arena_mark(c->arena); /* everything below is temporary */
     Tensor dye = nn_tensor(c, DT_F32, M, d);
     Tensor dsg = nn_tensor(c, DT_F32, 1, M);
     OP(be, combine_bwd, dy, mc->ye, mc->slot_gate, mc->tok_offs, mc->slot_pair, dye, dsg);
-    if (!tnull(mc->dimp)) OP(be, gather_rows, mc->dimp, mc->slot_exp, 1, treshape(dsg, M, 1));
+    if (!tnull(mc->dimp) && M) OP(be, gather_rows, mc->dimp, mc->slot_exp, 1, treshape(dsg, M, 1));
+    int64_t R = mc->R;
+    if (m->shard) {
+        Tensor dyl = nn_tensor(c, DT_F32, R, d);
+        moe_dist_to_experts(c, mc, dye, dyl);
+        dye = dyl;
+    }
 
     /* experts, last layer first */
     Tensor h[MOE_MAX_HIDDEN];
@@ -435,31 +486,40 @@ void moe_backward(Ctx *c, const Moe *m, MoeCache *mc, Tensor dy, Tensor dx) {
     Tensor dout = dye;
     for (int l = m->nw - 1; l >= 0; l--) {
         Tensor in = l == 0 ? mc->xe : h[l - 1];
-        OP(be, gemm_grouped_wgrad, 1, in, dout, mc->exp_offs, 1, param_grad(c->ps, m->w[l]));
-        Tensor din = nn_tensor(c, DT_F32, M, l == 0 ? d : m->cfg.hidden);
-        OP(be, gemm_grouped, 1, 1, dout, param_val(c->ps, m->w[l]), mc->exp_offs, 0, din);
-        if (l > 0) OP(be, act_bwd, ACT_RELU, h[l - 1], din, din);
+        Tensor din = nn_tensor(c, DT_F32, R, l == 0 ? d : m->cfg.hidden);
+        if (R) {
+            OP(be, gemm_grouped_wgrad, 1, in, dout, mc->eoffs, 1, param_grad(c->ps, m->w[l]));
+            OP(be, gemm_grouped, 1, 1, dout, param_val(c->ps, m->w[l]), mc->eoffs, 0, din);
+            if (l > 0) OP(be, act_bwd, ACT_RELU, h[l - 1], din, din);
+        }
         dout = din;
+    }
+    if (m->shard) {
+        Tensor dxp = nn_tensor(c, DT_F32, M, d);
+        moe_dist_from_experts(c, mc, dout, dxp);
+        dout = dxp;
     }
     /* dispatch backward: every token sums the gradients of its pairs */
     OP(be, combine, dout, tnone(), mc->tok_offs, mc->slot_pair, dx);
 
-    LevelSpec s1 = spec_first(c, m, N);
+    LevelSpec s1 = spec_first(m, mc);
     if (!HIER(m)) {
         level_backward(c, m, &s1, mc->x, &mc->l1, dsg, dx);
+        arena_release(c->arena, mark);
         return;
     }
     Tensor dsg1 = nn_tensor(c, DT_F32, 1, mc->l1.M);
     Tensor dsg2 = nn_tensor(c, DT_F32, 1, mc->l2.M);
     OP(be, hier_compose_bwd, mc->l1.tok_offs, mc->l1.slot_gate, mc->slot_pair1, mc->l2.tok_offs, mc->l2.slot_gate, dsg,
        dsg1, dsg2);
-    LevelSpec s2 = spec_second(c, m, mc);
+    LevelSpec s2 = spec_second(m, mc);
     Tensor dx1 = nn_zeros(c, DT_F32, mc->l1.M, d);
     level_backward(c, m, &s2, mc->x1, &mc->l2, dsg2, dx1);
     Tensor dxg = nn_tensor(c, DT_F32, N, d);
     OP(be, combine, dx1, tnone(), mc->l1.tok_offs, mc->slot_pair1, dxg);
     OP(be, axpby, 1, dxg, 1, dx);
     level_backward(c, m, &s1, mc->x, &mc->l1, dsg1, dx);
+    arena_release(c->arena, mark);
 }
 
 /* ---- statistics -------------------------------------------------------------- */
@@ -487,9 +547,12 @@ void moe_stats(Ctx *c, const Moe *m, const MoeCache *mc, MoeStats *st) {
     double *v = xmalloc((size_t)(E + 1) * sizeof(double), "MoE statistics");
     int32_t *offs = xmalloc((size_t)(E + 1) * sizeof(int32_t), "MoE statistics");
     be_download_tensor(c->be, offs, mc->exp_offs);
+    int64_t *cnt = xmalloc((size_t)E * sizeof *cnt, "MoE statistics");
+    for (int e = 0; e < E; e++) cnt[e] = offs[e + 1] - offs[e];
+    if (comm_world(c->comm) > 1) c->comm->ops->allreduce_i64(c->comm, cnt, E);
     double mx = 0, sum = 0;
     for (int e = 0; e < E; e++) {
-        v[e] = offs[e + 1] - offs[e];
+        v[e] = (double)cnt[e];
         sum += v[e];
         if (v[e] > mx) mx = v[e];
         if (v[e] == 0) st->unused++;
@@ -511,4 +574,5 @@ void moe_stats(Ctx *c, const Moe *m, const MoeCache *mc, MoeStats *st) {
     download_reals(c, mc->losses, st->losses);
     free(v);
     free(offs);
+    free(cnt);
 }

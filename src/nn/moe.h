@@ -18,6 +18,7 @@
 #include "nn/nn.h"
 
 #define MOE_MAX_HIDDEN 8
+#define MOE_MAX_WORLD 1024 /* processes an MoE layer's experts may be spread over */
 
 typedef enum { MOE_GATE_NOISY_TOPK = 0, MOE_GATE_BATCHWISE = 1, MOE_GATE_SOFTMAX = 2, MOE_GATE_NONE = 3 } MoeGating;
 
@@ -48,6 +49,11 @@ typedef struct Moe {
     int w[MOE_MAX_HIDDEN + 1];
     int nw;            /* expert matrices: w[0] [E x d x h], w[1..] [E x h x h], w[nw-1] [E x h x d] */
     uint32_t site1, site2;
+    /* Expert parallelism (ParamStore.world > 1): this process holds el of the
+     * E experts, placed round-robin over ranks in blocks of blk (whole
+     * secondary groups of a hierarchical MoE when they divide evenly); tokens
+     * reach them by all-to-all. shard = 0: every process holds all experts. */
+    int shard, el, blk;
 } Moe;
 
 /* Registers the parameters. Gates are zero-initialised (paper §2.4), experts Glorot. */
@@ -71,21 +77,34 @@ typedef struct MoeLevel {
 
 typedef struct MoeCache {
     Tensor x;
+    Tensor keys, keys2;            /* noise keys of the first and the secondary level's rows */
     int64_t N, M;
     MoeLevel l1, l2;
     /* hierarchical primary dispatch */
     Tensor offs1, slot_pair1, pair_tok1, pair_group1, pair_slot1, x1;
     /* final routing */
     Tensor tok_offs, slot_exp, slot_gate, exp_offs, slot_pair, pair_tok;
-    Tensor xe, h[MOE_MAX_HIDDEN], ye;
+    /* expert side: R rows of this process's experts, offsets eoffs [el+1]
+     * (= exp_offs and M without expert parallelism) */
+    int64_t R;
+    Tensor eoffs, xe, h[MOE_MAX_HIDDEN];
+    Tensor ye;                     /* [M x d] expert outputs in pair order */
+    /* expert parallelism: pairs in send order (by rank, then local expert),
+     * received rows in local expert-major order, and their inverses */
+    Tensor send_perm, send_inv, loc_perm, loc_inv;
+    int64_t scnt[MOE_MAX_WORLD], rcnt[MOE_MAX_WORLD]; /* rows sent to / received from each rank */
     /* balancing */
     Tensor imp, dimp, load;        /* load: smooth (noisy training) or none */
     Tensor losses;                 /* device [1 x MOE_LOSS_N]: weighted losses */
 } MoeCache;
 
 /* y [N x d] = MoE(x [N x d]). Writes the weighted balancing losses into
- * cache->losses; their gradients are part of moe_backward. */
-void moe_forward(Ctx *c, const Moe *m, Tensor x, Tensor y, MoeCache *mc);
+ * cache->losses; their gradients are part of moe_backward. keys: I32 [N],
+ * the rows' positions in the global batch (they key the gating noise), or
+ * tnone() for 0..N-1. With several processes (ctx->comm) every process
+ * calls it for its own rows, at the same point; importance and load are
+ * summed over all of them. */
+void moe_forward(Ctx *c, const Moe *m, Tensor x, Tensor keys, Tensor y, MoeCache *mc);
 /* dx [N x d] overwritten; parameter gradients accumulated. */
 void moe_backward(Ctx *c, const Moe *m, MoeCache *mc, Tensor dy, Tensor dx);
 
@@ -98,7 +117,8 @@ typedef struct MoeStats {
     int experts;
     double losses[MOE_LOSS_N];
 } MoeStats;
-/* Downloads the statistics of the last forward (a few small copies). */
+/* Downloads the statistics of the last forward (a few small copies); over
+ * all processes, so every process calls it. */
 void moe_stats(Ctx *c, const Moe *m, const MoeCache *mc, MoeStats *st);
 
 #endif

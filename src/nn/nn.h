@@ -12,7 +12,9 @@
  * - Randomness (dropout, gating noise) is Philox keyed by (ctx->seed,
  *   rng_stream(site, ctx->draw)): a layer's site comes from its name, and the
  *   trainer sets ctx->draw per forward pass, so a resumed run redraws
- *   exactly the same masks and noise.
+ *   exactly the same masks and noise. Gating noise is further keyed by the
+ *   token's position in the global batch, so N processes draw what one would;
+ *   dropout masks are keyed by rank (rank 0 draws what one process draws).
  * - Everything runs through ctx->be's ops table; layers never touch memory. */
 #ifndef MOE_NN_H
 #define MOE_NN_H
@@ -31,7 +33,7 @@ typedef struct Ctx {
     int train;      /* dropout and gating noise on */
     uint64_t seed;  /* run seed */
     uint64_t draw;  /* forward-pass counter: step * accumulation + micro-batch */
-    int64_t row0;   /* global index of this process's first token (keys gating noise) */
+    struct Comm *comm; /* the processes sharing this model (dist/comm.h); NULL = one */
 } Ctx;
 
 static inline Tensor nn_tensor(Ctx *c, DType dt, int64_t r, int64_t cols) {

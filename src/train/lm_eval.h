@@ -23,7 +23,9 @@ typedef void (*lm_eval_cb)(void *user, const LmBatch *b, const double *logp);
 
 /* Score the batches of `it` until its epoch ends (the iterator is left at the
  * start of the next epoch). ctx->train must be 0. Returns 0 or -1 (data
- * error; message in err). */
+ * error; message in err). With several processes (ctx->comm) all call it:
+ * each scores its slice of every batch (cb sees the slice) and res holds the
+ * sums over all. */
 int lm_evaluate(Ctx *c, const Lm *m, LmIter *it, LmEvalResult *res, lm_eval_cb cb, void *user, char *err,
                 size_t n);
 

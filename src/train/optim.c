@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "dist/comm.h"
 
 enum { OPTIM_COUNTERS_VERSION = 1 };
 
@@ -82,11 +83,16 @@ int optim_state_parts(const Optimizer *opt, const Param *p, int64_t item_len[2])
  * (rows of [b*r x c], so large tables split into parallel row blocks),
  * accumulated in parameter order, so the sum is reproducible. */
 static void grad_sumsq(Optimizer *opt, ParamStore *ps) {
+    int started[2] = {0, 0};
     for (int i = 0; i < ps->n; i++) {
         const Param *p = &ps->p[i];
         Tensor g = treshape(param_grad(ps, i), p->b * p->r, p->c);
-        OP(ps->be, sumsq, g, p->sparse ? p->mark : tnone(), opt->sumsq, i > 0);
+        int part = comm_world(opt->comm) > 1 && param_sharded(p);
+        OP(ps->be, sumsq, g, p->sparse ? p->mark : tnone(), tcols(opt->sumsq, part, 1), started[part]);
+        started[part] = 1;
     }
+    for (int part = 0; part < 2; part++)
+        if (!started[part]) OP(ps->be, fill, tcols(opt->sumsq, part, 1), 0.0);
 }
 
 static void apply_param(const Optimizer *opt, ParamStore *ps, int i, real lr, real gscale) {
@@ -129,13 +135,16 @@ int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, O
     if (opt->be != ps->be) {
         optim_free(opt);
         opt->be = ps->be;
-        opt->sumsq = be_tensor(ps->be, DT_F32, 1, 1, 1, "gradient norm");
+        opt->sumsq = be_tensor(ps->be, DT_F32, 1, 1, 2, "gradient norm");
     }
 
     grad_sumsq(opt, ps);
-    real ss;
-    OP(ps->be, download, &ss, opt->sumsq.p, sizeof ss);
-    double gnorm = sqrt((double)ss) * (double)grad_scale_extra;
+    real ss[2];
+    OP(ps->be, download, ss, opt->sumsq.p, sizeof ss);
+    double sharded = (double)ss[1];
+    if (comm_world(opt->comm) > 1) opt->comm->ops->allreduce_f64(opt->comm, &sharded, 1);
+    /* a float overflow stays infinite, as with one process */
+    double gnorm = sqrt((double)ss[0] + sharded) * (double)grad_scale_extra;
     OptStepInfo info = {.gnorm = gnorm, .scale = 1, .finite = isfinite(gnorm), .step = opt->step};
     if (!info.finite) {
         if (out) *out = info;

@@ -58,8 +58,9 @@ typedef struct OptStepInfo {
 typedef struct Optimizer {
     OptConfig cfg;   /* validated, expert resolved (never OPT_SAME) */
     int64_t step;    /* updates applied so far; the next update is step + 1 */
-    Backend *be;     /* backend of the norm scalar (set on the first step) */
-    Tensor sumsq;    /* device scalar [1] for the squared global norm */
+    Backend *be;     /* backend of the norm scalars (set on the first step) */
+    Tensor sumsq;    /* device [2]: squared norms of the replicated and of the sharded gradients */
+    struct Comm *comm; /* processes sharing the model (NULL: one); sharded gradients' norms are summed */
 } Optimizer;
 
 /* Adam (0.9, 0.999, 1e-8), experts OPT_SAME, clip_norm 1.0 (Marian's default). */
@@ -88,7 +89,9 @@ int optim_state_parts(const Optimizer *opt, const Param *p, int64_t item_len[2])
  *   1. gnorm = grad_scale_extra * sqrt(sum of squared gradients), over all
  *      parameters (marked rows only for sparse ones), one deterministic sum
  *      in parameter order, downloaded as one scalar (a squared norm beyond
- *      the float range counts as not finite);
+ *      the float range counts as not finite); with several processes the
+ *      sharded (expert) part is summed over them, the replicated part (the
+ *      same on every process after dist_sync_grads) counted once;
  *   2. if gnorm is not finite: nothing is applied (values, moments, step and
  *      gradients unchanged; call params_zero_grad to discard the gradients),
  *      returns 0;

@@ -1,12 +1,14 @@
 #include "train/session.h"
 
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/check.h"
 #include "core/log.h"
+#include "dist/comm.h"
 
 void session_logging(const Config *cfg) {
     log_set_quiet(cfg_bool(cfg, "quiet"));
@@ -29,7 +31,14 @@ Backend *session_backend(const Config *cfg) {
         snprintf(spec, sizeof spec, "cuda:%s", dev[0]);
         return backend_create(spec, threads);
     }
-    if (n == 0 && backend_cuda_available() > 0) return backend_create("cuda:0", threads);
+    if (n == 0 && backend_cuda_available() > 0) {
+        /* one process per GPU: under mpirun/srun the node-local rank picks it */
+        const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+        if (!lr) lr = getenv("SLURM_LOCALID");
+        char spec[32];
+        snprintf(spec, sizeof spec, "cuda:%d", lr ? atoi(lr) % backend_cuda_available() : 0);
+        return backend_create(spec, threads);
+    }
     return backend_create("cpu", threads);
 }
 
@@ -43,7 +52,8 @@ int session_info(const Config *cfg, const char *tool) {
         printf("%s %s\n", tool, MOE_VERSION);
         printf("real: %s\nBLAS: OpenBLAS (CPU backend)\nCUDA backend: %s\n", REAL_NAME,
                cuda < 0 ? "not built" : cuda == 0 ? "built, no GPU visible" : "built");
-        printf("SentencePiece: yes\nMPI: no\n");
+        printf("SentencePiece: yes\nMPI: %s\nNCCL: %s\n", comm_mpi_available() ? "yes (OpenMPI)" : "no",
+               comm_nccl_available() ? "yes" : "no");
         return 1;
     }
     return 0;

@@ -24,6 +24,7 @@ typedef struct {
     ShardSet *shards;
     LmIter *it;
     LmCarry carry;
+    LmBatchBuf slice;  /* this process's share of a batch (several processes) */
     int stream;
     Backend *be;
     double epoch_tokens;
@@ -113,6 +114,7 @@ static void setup_model(Task *t, Trainer *tr, ckpt_reader *stored) {
     lm_config_describe(&k->lc, desc, sizeof desc);
     log_line("model", "%s", desc);
     lm_init(&k->lm, &tr->ps, &k->lc);
+    tr->vocab = vocab_size(k->vocab);
     log_line("model", "parameters %.1fM excluding embedding and softmax | %.1fM total | ops/timestep %.2fM | backend %s",
              params_count(&tr->ps, 1) / 1e6, params_count(&tr->ps, 0) / 1e6, lm_macs_per_token(&k->lc) / 1e6,
              tr->be->name);
@@ -156,14 +158,19 @@ static void setup_data(Task *t, Trainer *tr) {
 
 static int micro_step(Task *t, Trainer *tr, double *ce_sum, int64_t *ntok, MoeStats *stats) {
     LmTask *k = (LmTask *)t;
-    LmBatch b;
-    int rc = lm_next(k->it, &b);
+    LmBatch g, b;
+    int rc = lm_next(k->it, &g);
     if (rc == LM_ERROR) FATAL(EXIT_RUNTIME, "%s", lm_error(k->it));
     if (rc == LM_EPOCH_END) return 0;
+    if (comm_world(tr->comm) > 1)
+        lm_batch_slice(&g, comm_rank(tr->comm), comm_world(tr->comm), &k->slice, &b);
+    else
+        b = g;
     LmResult res;
     lm_step(&tr->ctx, &k->lm, &b, k->stream ? &k->carry : NULL, 1, &res, stats);
-    *ce_sum += isfinite(res.loss) ? res.ce * (double)res.ntok : res.loss;
-    *ntok += res.ntok;
+    /* res.ce is this slice's share of the batch mean: times the batch's targets, its sum */
+    *ce_sum += isfinite(res.loss) ? res.ce * (double)b.ntok_total : res.loss;
+    *ntok += b.ntok;
     return 1;
 }
 
@@ -171,6 +178,7 @@ static void epoch_stats(Task *t, char *buf, size_t n) { lm_stats_describe(lm_sta
 
 static void write_model(Task *t, Trainer *tr, ckpt_writer *w) {
     (void)tr;
+    if (!w) return;
     size_t vlen;
     uint8_t *vb = vocab_serialize(((LmTask *)t)->vocab, &vlen);
     ckpt_put_blob(w, "vocab", vb, vlen);
@@ -181,18 +189,26 @@ static void write_state(Task *t, Trainer *tr, ckpt_writer *w) {
     LmTask *k = (LmTask *)t;
     LmCursor cur;
     lm_save(k->it, &cur);
-    ckpt_put_blob(w, "cursor", &cur, sizeof cur);
-    if (!k->carry.block) return;
+    if (w) ckpt_put_blob(w, "cursor", &cur, sizeof cur);
+    int world = comm_world(tr->comm), rank = comm_rank(tr->comm);
+    if (world == 1 && !k->carry.block) return;
+    if (world > 1) {
+        /* every process writes its streams' rows (zeros before the first batch) */
+        if (!k->stream) return;
+        int64_t B = cfg_int(tr->cfg, "mini-batch");
+        lm_carry_prepare(&tr->ctx, &k->lm, &k->carry, (int)((rank + 1) * B / world - rank * B / world));
+    }
     char err[CKPT_MSG_LEN];
-    ckpt_put_i64(w, "carry-streams", k->carry.B);
+    int64_t total = world > 1 ? cfg_int(tr->cfg, "mini-batch") : k->carry.B;
+    if (w) ckpt_put_i64(w, "carry-streams", total);
     for (int l = 0; l < k->lc.n_layers; l++) {
         if (k->lc.kind[l] != LM_LAYER_LSTM) continue;
         char name[64];
         snprintf(name, sizeof name, "carry.%d.h", l);
-        int rc = model_write_tensor(w, tr->be, name, k->carry.st[l].h, err, sizeof err);
+        int rc = model_write_rows(w, tr->be, tr->comm, name, k->carry.st[l].h, total, err, sizeof err);
         snprintf(name, sizeof name, "carry.%d.c", l);
-        if (!rc) rc = model_write_tensor(w, tr->be, name, k->carry.st[l].c, err, sizeof err);
-        if (rc) return; /* the writer keeps the error; the commit reports it */
+        int rc2 = model_write_rows(w, tr->be, tr->comm, name, k->carry.st[l].c, total, err, sizeof err);
+        if ((rc || rc2) && world == 1) return; /* the writer keeps the error; the commit reports it */
     }
 }
 
@@ -217,15 +233,18 @@ static void read_state(Task *t, Trainer *tr, ckpt_reader *r, int restore_corpus)
     log_line("data", "position restored | %s", d);
     int64_t B;
     if (!k->stream || ckpt_get_i64(r, "carry-streams", &B)) return;
-    lm_carry_prepare(&tr->ctx, &k->lm, &k->carry, (int)B);
+    /* the streams of this process's slice (any number of processes wrote them) */
+    int world = comm_world(tr->comm), rank = comm_rank(tr->comm);
+    int64_t b0 = rank * B / world, bl = (rank + 1) * B / world - b0;
+    lm_carry_prepare(&tr->ctx, &k->lm, &k->carry, (int)bl);
     for (int l = 0; l < k->lc.n_layers; l++) {
         if (k->lc.kind[l] != LM_LAYER_LSTM) continue;
         char name[64];
         snprintf(name, sizeof name, "carry.%d.h", l);
-        if (model_read_tensor(r, tr->paths.state, tr->be, name, k->carry.st[l].h, err, sizeof err))
+        if (model_read_rows(r, tr->paths.state, tr->be, name, k->carry.st[l].h, B, b0, err, sizeof err))
             FATAL(EXIT_RUNTIME, "%s", err);
         snprintf(name, sizeof name, "carry.%d.c", l);
-        if (model_read_tensor(r, tr->paths.state, tr->be, name, k->carry.st[l].c, err, sizeof err))
+        if (model_read_rows(r, tr->paths.state, tr->be, name, k->carry.st[l].c, B, b0, err, sizeof err))
             FATAL(EXIT_RUNTIME, "%s", err);
     }
 }
@@ -258,6 +277,7 @@ static void task_free(Task *t) {
     if (k->valid) lm_corpus_free(k->valid);
     if (k->shards) shards_free(k->shards);
     if (k->be) lm_carry_free(k->be, &k->carry);
+    lm_batchbuf_free(&k->slice);
     vocab_free(k->vocab);
     free(k);
 }

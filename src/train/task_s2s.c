@@ -28,6 +28,7 @@ typedef struct {
     S2s m;
     ParCorpus *corpus, *valid;
     ParIter *it;
+    S2sSliceBuf slice; /* this process's share of a batch (several processes) */
     char **valid_refs; /* raw reference lines for BLEU/chrF */
     int64_t n_valid;
     const char *valid_src_path;
@@ -120,6 +121,7 @@ static void setup_model(Task *t, Trainer *tr, ckpt_reader *stored) {
     s2s_config_describe(&k->sc, desc, sizeof desc);
     log_line("model", "%s", desc);
     s2s_init(&k->m, &tr->ps, &k->sc);
+    tr->vocab = spm_vocab_size(k->spm);
     log_line("model", "parameters %.1fM excluding embeddings and softmax | %.1fM total | ops/timestep %.2fM | backend %s",
              params_count(&tr->ps, 1) / 1e6, params_count(&tr->ps, 0) / 1e6, s2s_macs_per_token(&k->sc) / 1e6,
              tr->be->name);
@@ -178,6 +180,14 @@ static void setup_data(Task *t, Trainer *tr) {
     const char *const *valid = cfg_list(cfg, "valid-sets", &nv);
     if (nt != 2) FATAL(EXIT_USAGE, "--train-sets: a translation model needs a source and a target file, got %zu", nt);
     if (nv && nv != 2) FATAL(EXIT_USAGE, "--valid-sets: a source and a reference file, got %zu", nv);
+    size_t nm = 0;
+    const char *const *metrics = cfg_list(cfg, "valid-metrics", &nm);
+    for (size_t i = 0; nv && i < nm && comm_world(tr->comm) > 1; i++)
+        if (!strcmp(metrics[i], "bleu") || !strcmp(metrics[i], "chrf"))
+            FATAL_HINT(EXIT_USAGE, "validate by cross-entropy or perplexity, and score saved models with "
+                                   "moe-translate and moe-eval",
+                       "--valid-metrics %s: translating for validation runs in one process, and this run has %d",
+                       metrics[i], comm_world(tr->comm));
     char err[1024];
     ParEncoder enc = {.fn = encode_line, .ctx = k->spm, .vocab_size = spm_vocab_size(k->spm)};
     ParLoadOpts lo = {.max_line = 1 << 20,
@@ -206,10 +216,14 @@ static int micro_step(Task *t, Trainer *tr, double *ce_sum, int64_t *ntok, MoeSt
     S2sTask *k = (S2sTask *)t;
     S2sBatch b;
     if (par_next(k->it, &b) == PAR_EPOCH_END) return 0;
-    S2sInput in = {b.S, b.T, b.B, b.src, b.src_len, b.tgt_in, b.tgt_out, b.tgt_len};
+    S2sInput g = {.S = b.S, .T = b.T, .B = b.B, .src = b.src, .src_len = b.src_len, .tgt_in = b.tgt_in,
+                  .tgt_out = b.tgt_out, .tgt_len = b.tgt_len, .ntok_total = b.tgt_tokens},
+             in = g;
+    if (comm_world(tr->comm) > 1) s2s_input_slice(&g, comm_rank(tr->comm), comm_world(tr->comm), &k->slice, &in);
     S2sResult res;
     s2s_step(&tr->ctx, &k->m, &in, 1, &res, stats);
-    *ce_sum += isfinite(res.loss) ? res.ce * (double)res.ntok : res.loss;
+    /* res.ce is this slice's share of the batch mean: times the batch's tokens, its sum */
+    *ce_sum += isfinite(res.loss) ? res.ce * (double)b.tgt_tokens : res.loss;
     *ntok += res.ntok;
     return 1;
 }
@@ -219,11 +233,12 @@ static void epoch_stats(Task *t, char *buf, size_t n) { par_stats_describe(par_s
 static void write_model(Task *t, Trainer *tr, ckpt_writer *w) {
     (void)tr;
     S2sTask *k = (S2sTask *)t;
-    ckpt_put_blob(w, "spm", k->spm_bytes, k->spm_len);
+    if (w) ckpt_put_blob(w, "spm", k->spm_bytes, k->spm_len);
 }
 
 static void write_state(Task *t, Trainer *tr, ckpt_writer *w) {
     (void)tr;
+    if (!w) return;
     ParCursor cur;
     par_save(((S2sTask *)t)->it, &cur);
     ckpt_put_blob(w, "cursor", &cur, sizeof cur);
@@ -263,13 +278,22 @@ static double valid_ce(S2sTask *k, Trainer *tr) {
     S2sBatch b;
     while (par_next(it, &b) == PAR_BATCH) {
         arena_reset(tr->ctx.arena);
-        S2sInput in = {b.S, b.T, b.B, b.src, b.src_len, b.tgt_in, b.tgt_out, b.tgt_len};
+        S2sInput g = {.S = b.S, .T = b.T, .B = b.B, .src = b.src, .src_len = b.src_len, .tgt_in = b.tgt_in,
+                      .tgt_out = b.tgt_out, .tgt_len = b.tgt_len, .ntok_total = b.tgt_tokens},
+                 in = g;
+        if (comm_world(tr->comm) > 1) s2s_input_slice(&g, comm_rank(tr->comm), comm_world(tr->comm), &k->slice, &in);
         S2sResult res;
         s2s_step(&tr->ctx, &k->m, &in, 0, &res, NULL);
-        sum += res.ce * (double)res.ntok;
+        sum += res.ce * (double)b.tgt_tokens;
         tok += res.ntok;
     }
     par_iter_free(it);
+    if (comm_world(tr->comm) > 1) {
+        double v[2] = {sum, (double)tok};
+        tr->comm->ops->allreduce_f64(tr->comm, v, 2);
+        sum = v[0];
+        tok = (int64_t)v[1];
+    }
     return tok ? sum / (double)tok : NAN;
 }
 
@@ -362,6 +386,7 @@ static void task_free(Task *t) {
     free(k->valid_refs);
     spm_free(k->spm);
     free(k->spm_bytes);
+    s2s_slice_free(&k->slice);
     free(k);
 }
 

@@ -8,8 +8,11 @@
 #include <time.h>
 
 #include "core/check.h"
+#include "core/fault.h"
 #include "core/log.h"
+#include "dist/grad_sync.h"
 #include "io/model_io.h"
+#include "train/plan.h"
 #include "train/session.h"
 
 static double now_s(void) {
@@ -20,40 +23,68 @@ static double now_s(void) {
 
 /* ---- checkpoints -------------------------------------------------------------- */
 
-static void write_model(Trainer *tr, const char *path) {
-    char err[CKPT_MSG_LEN];
-    ckpt_writer *w = ckpt_writer_open(path, CKPT_MODEL);
-    char *yaml = options_dump_string(tr->cfg, 0);
-    ckpt_put_str(w, "type", tr->task->ops->type);
-    ckpt_put_str(w, "created-by", "moe-train " MOE_VERSION);
-    ckpt_put_str(w, "config", yaml);
-    ckpt_put_i64(w, "step", tr->pr.step);
-    free(yaml);
+/* A failed model write of a save (settle = 1) leaves the FILE.state.new just
+ * written: settle it as a restart would (train/checkpoint.h), so the failed
+ * save leaves the previous pair and no leftover on a full disk. */
+static void settle_failed_save(Trainer *tr) {
+    int64_t step;
+    char msg[2048];
+    train_recover(&tr->paths, &step, msg, sizeof msg);
+}
+
+static int is_root(const Trainer *tr) { return comm_rank(tr->comm) == 0; }
+
+/* Every process calls the writers: rank 0 writes the file, the others send
+ * it their experts (io/model_io.h). A failure is rank 0's; it exits, and the
+ * launcher ends the others. */
+static void write_model(Trainer *tr, const char *path, int settle) {
+    char err[CKPT_MSG_LEN] = "";
+    ckpt_writer *w = NULL;
+    if (is_root(tr)) {
+        w = ckpt_writer_open(path, CKPT_MODEL);
+        char *yaml = options_dump_string(tr->cfg, 0);
+        ckpt_put_str(w, "type", tr->task->ops->type);
+        ckpt_put_str(w, "created-by", "moe-train " MOE_VERSION);
+        ckpt_put_str(w, "config", yaml);
+        ckpt_put_i64(w, "step", tr->pr.step);
+        free(yaml);
+    }
     tr->task->ops->write_model(tr->task, tr, w);
-    if (ckpt_writer_status(w) || model_write_params(w, &tr->ps, err, sizeof err)) {
+    int rc = model_write_params(w, &tr->ps, tr->comm, err, sizeof err);
+    if (!w) return;
+    if (ckpt_writer_status(w) || rc) {
         if (ckpt_writer_status(w)) snprintf(err, sizeof err, "%s", ckpt_writer_errmsg(w));
         ckpt_writer_abort(w);
+        if (settle) settle_failed_save(tr);
         FATAL(EXIT_RUNTIME, "%s", err);
     }
-    if (ckpt_writer_commit(w, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
+    if (ckpt_writer_commit(w, err, sizeof err)) {
+        if (settle) settle_failed_save(tr);
+        FATAL(EXIT_RUNTIME, "%s", err);
+    }
 }
 
 static void write_state(Trainer *tr, const char *path) {
-    char err[CKPT_MSG_LEN];
-    ckpt_writer *w = ckpt_writer_open(path, CKPT_STATE);
-    const Progress *p = &tr->pr;
-    ckpt_put_i64(w, "step", p->step);
-    ckpt_put_i64(w, "epoch", p->epoch);
-    ckpt_put_i64(w, "tokens", p->tokens);
-    ckpt_put_f64(w, "best", p->best);
-    ckpt_put_i64(w, "best-step", p->best_step);
-    ckpt_put_i64(w, "stalled", p->stalled);
-    ckpt_put_i64(w, "validations", p->validations);
-    int64_t oc[OPTIM_COUNTERS];
-    optim_save_counters(&tr->opt, oc);
-    ckpt_put_blob(w, "optimizer", oc, sizeof oc);
+    char err[CKPT_MSG_LEN] = "";
+    ckpt_writer *w = NULL;
+    if (is_root(tr)) {
+        w = ckpt_writer_open(path, CKPT_STATE);
+        const Progress *p = &tr->pr;
+        ckpt_put_i64(w, "step", p->step);
+        ckpt_put_i64(w, "epoch", p->epoch);
+        ckpt_put_i64(w, "tokens", p->tokens);
+        ckpt_put_f64(w, "best", p->best);
+        ckpt_put_i64(w, "best-step", p->best_step);
+        ckpt_put_i64(w, "stalled", p->stalled);
+        ckpt_put_i64(w, "validations", p->validations);
+        int64_t oc[OPTIM_COUNTERS];
+        optim_save_counters(&tr->opt, oc);
+        ckpt_put_blob(w, "optimizer", oc, sizeof oc);
+    }
     tr->task->ops->write_state(tr->task, tr, w);
-    if (ckpt_writer_status(w) || model_write_opt(w, &tr->ps, &tr->opt, err, sizeof err)) {
+    int rc = model_write_opt(w, &tr->ps, &tr->opt, tr->comm, err, sizeof err);
+    if (!w) return;
+    if (ckpt_writer_status(w) || rc) {
         if (ckpt_writer_status(w)) snprintf(err, sizeof err, "%s", ckpt_writer_errmsg(w));
         ckpt_writer_abort(w);
         FATAL(EXIT_RUNTIME, "%s", err);
@@ -68,13 +99,17 @@ static void save(Trainer *tr, const char *why) {
     arena_reset(&tr->arena);
     Tensor ss = nn_tensor(&tr->ctx, DT_F32, 1, 1);
     OP(tr->be, sumsq, tr->ps.val, tnone(), ss, 0);
-    if (!isfinite(be_read_scalar(tr->be, ss, 0)))
+    double sumsq = be_read_scalar(tr->be, ss, 0);
+    if (comm_world(tr->comm) > 1) tr->comm->ops->allreduce_f64(tr->comm, &sumsq, 1);
+    if (!isfinite(sumsq))
         FATAL_HINT(EXIT_RUNTIME, "lower --learn-rate or --clip-norm; the last checkpoint is intact",
                    "the weights are not finite after update %lld; stopping without saving", (long long)tr->pr.step);
     write_state(tr, tr->paths.state_new);
-    write_model(tr, tr->paths.model);
-    if (rename(tr->paths.state_new, tr->paths.state) != 0)
+    write_model(tr, tr->paths.model, 1);
+    if (is_root(tr) && rename(tr->paths.state_new, tr->paths.state) != 0)
         FATAL(EXIT_RUNTIME, "cannot rename '%s' to '%s'", tr->paths.state_new, tr->paths.state);
+    /* nobody goes on (or exits) before the pair is in place */
+    tr->comm->ops->barrier(tr->comm);
     log_line("ckpt", "saved %s | step %lld | %s | %.1fs", tr->paths.model, (long long)tr->pr.step, why, now_s() - t0);
 }
 
@@ -92,10 +127,13 @@ static void resume(Trainer *tr, int mode) {
     ckpt_reader *s;
     if (ckpt_open(tr->paths.state, CKPT_STATE, &s, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
     const void *blob;
-    size_t n;
+    size_t n = 0;
     err[0] = 0;
-    if (ckpt_get_blob(s, "optimizer", &blob, &n) ||
-        optim_load_counters(&tr->opt, blob, n / sizeof(int64_t), err, sizeof err))
+    /* copied out: a blob inside the file's index need not be aligned for int64 (UBSan) */
+    int64_t oc[OPTIM_COUNTERS] = {0};
+    int missing = ckpt_get_blob(s, "optimizer", &blob, &n) != CKPT_OK;
+    if (!missing) memcpy(oc, blob, n < sizeof oc ? n : sizeof oc);
+    if (missing || optim_load_counters(&tr->opt, oc, n / sizeof(int64_t), err, sizeof err))
         FATAL(EXIT_RUNTIME, "%s: %s", tr->paths.state, err[0] ? err : "no optimizer counters");
     if (model_read_opt(s, tr->paths.state, &tr->ps, &tr->opt, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
     ckpt_get_i64(s, "epoch", &tr->pr.epoch);
@@ -148,7 +186,7 @@ static int validate(Trainer *tr) {
              p->best, (long long)p->best_step, (long long)p->stalled, now_s() - t0);
     log_line("valid", "%s", full);
     const char *vlog = cfg_str(tr->cfg, "valid-log");
-    if (vlog && *vlog) {
+    if (vlog && *vlog && is_root(tr)) {
         FILE *f = fopen(vlog, "a");
         if (!f) FATAL(EXIT_RUNTIME, "--valid-log: cannot append to '%s'", vlog);
         fprintf(f, "%s\n", full);
@@ -157,7 +195,8 @@ static int validate(Trainer *tr) {
     if (improved && cfg_bool(tr->cfg, "keep-best")) {
         char path[4200];
         train_best_path(tr->paths.model, nm ? metrics[0] : "perplexity", path, sizeof path);
-        write_model(tr, path);
+        write_model(tr, path, 0);
+        tr->comm->ops->barrier(tr->comm);
         log_line("ckpt", "best model saved | %s | step %lld", path, (long long)p->step);
     }
     int64_t patience = cfg_int(tr->cfg, "early-stopping");
@@ -170,19 +209,24 @@ static int validate(Trainer *tr) {
 
 /* ---- setup ---------------------------------------------------------------------------- */
 
+void trainer_opt_config(const Config *cfg, OptConfig *oc) {
+    optim_config_default(oc);
+    oc->kind = !strcmp(cfg_str(cfg, "optimizer"), "sgd") ? OPT_SGD : OPT_ADAM;
+    optim_kind_parse(cfg_str(cfg, "expert-optimizer"), &oc->expert);
+    size_t np = 0;
+    const double *op = cfg_list_float(cfg, "optimizer-params", &np);
+    if (np > 0) oc->b1 = op[0];
+    if (np > 1) oc->b2 = op[1];
+    if (np > 2) oc->eps = op[2];
+    oc->clip_norm = cfg_float(cfg, "clip-norm");
+}
+
 static void setup_optimizer(Trainer *tr) {
     const Config *cfg = tr->cfg;
     OptConfig oc;
-    optim_config_default(&oc);
-    oc.kind = !strcmp(cfg_str(cfg, "optimizer"), "sgd") ? OPT_SGD : OPT_ADAM;
-    optim_kind_parse(cfg_str(cfg, "expert-optimizer"), &oc.expert);
-    size_t np = 0;
-    const double *op = cfg_list_float(cfg, "optimizer-params", &np);
-    if (np > 0) oc.b1 = op[0];
-    if (np > 1) oc.b2 = op[1];
-    if (np > 2) oc.eps = op[2];
-    oc.clip_norm = cfg_float(cfg, "clip-norm");
+    trainer_opt_config(cfg, &oc);
     optim_init(&tr->opt, &oc);
+    tr->opt.comm = tr->comm;
     params_alloc(&tr->ps, optim_state_size, &tr->opt);
     SchedKind sk;
     schedule_kind_parse(cfg_str(cfg, "lr-schedule"), &sk);
@@ -211,11 +255,42 @@ static void fmt_eta(double s, char *buf, size_t n) {
 
 /* ---- the loop ----------------------------------------------------------------------------- */
 
+/* One line on how the processes share the work. */
+static void log_comm(const Trainer *tr) {
+    int64_t sharded = 0, all = 0;
+    for (int i = 0; i < tr->ps.n; i++) {
+        const Param *p = &tr->ps.p[i];
+        all += p->b * p->expert_world * p->r * p->c;
+        if (param_sharded(p)) sharded += p->b * p->expert_world * p->r * p->c;
+    }
+    log_line("comm", "processes %d | communicator %s | data parallel %.1fM parameters | expert parallel %.1fM "
+             "parameters, 1/%d per process",
+             comm_world(tr->comm), tr->comm->ops->name, (all - sharded) / 1e6, sharded / 1e6, comm_world(tr->comm));
+}
+
+/* Sum of a per-process flag: every process learns whether any raised it. */
+static int any_rank(Trainer *tr, int flag) {
+    int64_t v = flag;
+    if (comm_world(tr->comm) > 1) tr->comm->ops->allreduce_i64(tr->comm, &v, 1);
+    return v != 0;
+}
+
 int trainer_run(Config *cfg, Task *task) {
     Trainer T = {0}, *tr = &T;
     tr->cfg = cfg;
     tr->task = task;
-    session_logging(cfg);
+    /* the backend first: a GPU's processes talk through NCCL on its stream */
+    tr->be = session_backend(cfg);
+    tr->comm = comm_create(cfg_str(cfg, "rendezvous"), cfg_int(cfg, "world-size"), cfg_int(cfg, "rank"), tr->be);
+    if (is_root(tr)) {
+        session_logging(cfg);
+    } else {
+        /* rank 0 speaks for all; the others only report their own failures */
+        static char prog[64];
+        snprintf(prog, sizeof prog, "%s (rank %d)", moe_progname(), comm_rank(tr->comm));
+        moe_set_progname(prog);
+        log_set_quiet(1);
+    }
     session_signals(!strcmp(cfg_str(cfg, "sigterm"), "save-and-exit"));
     options_log_config(cfg);
     size_t nt = 0;
@@ -229,11 +304,22 @@ int trainer_run(Config *cfg, Task *task) {
     train_paths(&tr->paths, cfg_str(cfg, "model"));
 
     int64_t mstep = 0;
-    char msg[2048];
-    int mode = cfg_bool(cfg, "no-reload") ? RECOVER_NONE : train_recover(&tr->paths, &mstep, msg, sizeof msg);
+    char msg[2048] = "";
+    int mode = RECOVER_NONE;
+    /* only rank 0 settles files; the others learn what it found */
+    if (is_root(tr) && !cfg_bool(cfg, "no-reload")) mode = train_recover(&tr->paths, &mstep, msg, sizeof msg);
     if (msg[0] && mode == RECOVER_MODEL) log_warn("%s", msg);
-    tr->be = session_backend(cfg);
+    int64_t found[2] = {mode, mstep};
+    tr->comm->ops->bcast(tr->comm, found, sizeof found, 0);
+    mode = (int)found[0];
+    mstep = found[1];
     params_init(&tr->ps, tr->be);
+    /* with a communicator (even of one process) the experts are placed by it */
+    tr->ps.dist = comm_is_distributed(tr->comm);
+    tr->ps.world = comm_world(tr->comm);
+    tr->ps.rank = comm_rank(tr->comm);
+    /* rank 0 first: it may build and write a vocabulary the others then read */
+    if (!is_root(tr)) tr->comm->ops->barrier(tr->comm);
     if (mode != RECOVER_NONE) {
         ckpt_reader *m;
         if (ckpt_open(tr->paths.model, CKPT_MODEL, &m, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
@@ -247,9 +333,22 @@ int trainer_run(Config *cfg, Task *task) {
     } else {
         task->ops->setup_model(task, tr, NULL);
     }
+    if (is_root(tr)) tr->comm->ops->barrier(tr->comm);
+    if (tr->ps.dist) log_comm(tr);
     setup_optimizer(tr);
+    /* what this process will hold (the [memory] line after the first update has the measure) */
+    PlanResult plan;
+    if (!plan_compute(cfg, comm_world(tr->comm), 1, tr->vocab, &plan, err, sizeof err))
+        log_line("memory", "plan | parameters, gradients and optimizer state %.1f MiB | activations about %.1f MiB "
+                 "per micro-batch of %.0f tokens (estimate) | %s",
+                 plan.state_bytes / 1048576.0, plan.act_bytes / 1048576.0, plan.tokens_rank, tr->be->name);
     arena_init(&tr->arena, tr->be, 0, "activations");
-    tr->ctx = (Ctx){.be = tr->be, .arena = &tr->arena, .ps = &tr->ps, .train = 1, .seed = (uint64_t)cfg_int(cfg, "seed")};
+    tr->ctx = (Ctx){.be = tr->be,
+                    .arena = &tr->arena,
+                    .ps = &tr->ps,
+                    .train = 1,
+                    .seed = (uint64_t)cfg_int(cfg, "seed"),
+                    .comm = tr->ps.dist ? tr->comm : NULL};
     task->ops->setup_data(task, tr);
     if (mode != RECOVER_NONE)
         resume(tr, mode);
@@ -286,6 +385,13 @@ int trainer_run(Config *cfg, Task *task) {
                 if (!task->ops->micro_step(task, tr, &ce, &nk, st))
                     FATAL(EXIT_RUNTIME, "the training corpus yields no batches");
             }
+            if (comm_world(tr->comm) > 1) { /* figures over all processes */
+                double v[2] = {ce, (double)nk};
+                tr->comm->ops->allreduce_f64(tr->comm, v, 2);
+                ce = v[0];
+                nk = (int64_t)v[1];
+            }
+            if (fault_nan_at(tr->pr.step + 1)) ce = NAN; /* test hook (core/fault.h) */
             if (!isfinite(ce))
                 FATAL_HINT(EXIT_RUNTIME, "lower --learn-rate or --clip-norm; the last checkpoint is intact",
                            "the loss is %g at update %lld; stopping without saving", ce / (double)(nk ? nk : 1),
@@ -295,6 +401,7 @@ int trainer_run(Config *cfg, Task *task) {
         }
         if (!step_tok) break; /* the epoch limit ended the update before any batch */
         double lr = schedule_lr(&tr->sched, tr->pr.step + 1, tr->pr.epoch + 1);
+        dist_sync_grads(tr->comm, &tr->ps);
         OptStepInfo info;
         if (!optim_step(&tr->opt, &tr->ps, (real)lr, (real)(1.0 / tr->delay), &info))
             FATAL_HINT(EXIT_RUNTIME, "lower --learn-rate or --clip-norm; the last checkpoint is intact",
@@ -331,7 +438,7 @@ int trainer_run(Config *cfg, Task *task) {
             win_tok = win_steps = 0;
             t_win = t;
         }
-        if (session_stop_requested()) {
+        if (any_rank(tr, session_stop_requested())) {
             why = "signal";
             exit_code = EXIT_SIGTERM;
             break;
@@ -352,5 +459,6 @@ int trainer_run(Config *cfg, Task *task) {
     optim_free(&tr->opt);
     params_destroy(&tr->ps);
     backend_destroy(tr->be);
+    comm_destroy(tr->comm);
     return exit_code;
 }

@@ -11,11 +11,19 @@
  *
  * A task (language model, translation model) supplies the model, the data,
  * one micro-batch, validation and what goes into the files, through
- * TaskOps. */
+ * TaskOps.
+ *
+ * Several processes (mpirun/srun, or a file rendezvous) train one model
+ * together (DESIGN.md §5): every process reads the same batches and takes
+ * its slice of the sequences; dense gradients are summed over processes,
+ * experts live on one process each; rank 0 logs and writes the files, which
+ * are the ones one process would write. micro_step and validate return
+ * figures over all processes. */
 #ifndef MOE_TRAIN_TRAINER_H
 #define MOE_TRAIN_TRAINER_H
 
 #include "core/options.h"
+#include "dist/comm.h"
 #include "io/ckpt.h"
 #include "nn/moe.h"
 #include "train/checkpoint.h"
@@ -38,7 +46,9 @@ typedef struct TaskOps {
     int (*micro_step)(Task *t, Trainer *tr, double *ce_sum, int64_t *ntok, MoeStats *stats);
     /* A one-line description of the epoch that just ended. */
     void (*epoch_stats)(Task *t, char *buf, size_t n);
-    void (*write_model)(Task *t, Trainer *tr, ckpt_writer *w); /* metadata besides config/step/params */
+    /* Metadata besides config/step/params, and the task's part of the
+     * state. Every process calls them; w is NULL except on rank 0. */
+    void (*write_model)(Task *t, Trainer *tr, ckpt_writer *w);
     void (*write_state)(Task *t, Trainer *tr, ckpt_writer *w);
     /* Restore the data position (restore_corpus) or seek to the epoch start. */
     void (*read_state)(Task *t, Trainer *tr, ckpt_reader *r, int restore_corpus);
@@ -61,6 +71,7 @@ typedef struct Progress {
 
 struct Trainer {
     Config *cfg;
+    Comm *comm;      /* the processes training this model (dist/comm.h); world 1 for one */
     Backend *be;
     TrainPaths paths;
     ParamStore ps;
@@ -71,7 +82,11 @@ struct Trainer {
     Progress pr;
     int delay;
     Task *task;
+    int64_t vocab;   /* vocabulary size, set by the task's setup_model */
 };
+
+/* The optimizer settings of the options (--optimizer, --expert-optimizer, ...). */
+void trainer_opt_config(const Config *cfg, OptConfig *oc);
 
 /* Run training with a task; returns the process exit code. */
 int trainer_run(Config *cfg, Task *task);

@@ -23,7 +23,7 @@ static double run_forward(Fix *f, MoeCache *mc, Tensor *y) {
     Ctx *c = &f->env.ctx;
     arena_reset(c->arena);
     *y = nn_tensor(c, DT_F32, f->x.r, f->moe.cfg.dim);
-    moe_forward(c, &f->moe, f->x, *y, mc);
+    moe_forward(c, &f->moe, f->x, tnone(), *y, mc);
     const real *l = mc->losses.p;
     double total = gc_dot(*y, f->r) + l[MOE_LOSS_IMPORTANCE] + l[MOE_LOSS_LOAD];
     if (f->with_threshold) total += l[MOE_LOSS_THRESHOLD];
@@ -60,6 +60,13 @@ static void setup(Fix *f, MoeConfig cfg, int64_t N, double wscale) {
     gc_fill(be, f->r, 1.0, 12);
 }
 
+static void teardown(Fix *f) {
+    be_free_tensor(f->env.be, &f->x);
+    be_free_tensor(f->env.be, &f->dx);
+    be_free_tensor(f->env.be, &f->r);
+    gc_env_free(&f->env);
+}
+
 static double check(Fix *f, const char *label, int skip_thresholds) {
     GcVar v[32];
     int n = 0;
@@ -87,7 +94,7 @@ static void test_flat_noisy_topk(void **state) {
     run_forward(&f, &mc, &y);
     assert_true(((real *)mc.losses.p)[MOE_LOSS_IMPORTANCE] > 1e-4);
     assert_true(((real *)mc.losses.p)[MOE_LOSS_LOAD] > 1e-4);
-    gc_env_free(&f.env);
+    teardown(&f);
 }
 
 static void test_flat_topk_k1_deep(void **state) {
@@ -98,7 +105,7 @@ static void test_flat_topk_k1_deep(void **state) {
     cfg.hidden_layers = 3;
     setup(&f, cfg, 8, 0.6);
     assert_true(check(&f, "moe flat noisy top-1, 3 hidden layers", 0) < 1e-6);
-    gc_env_free(&f.env);
+    teardown(&f);
 }
 
 static void test_hierarchical_noisy(void **state) {
@@ -111,7 +118,7 @@ static void test_hierarchical_noisy(void **state) {
     cfg.w_load = 0.5;
     setup(&f, cfg, 10, 0.6);
     assert_true(check(&f, "moe hierarchical 3x4, k=2+2 (+Importance_H, Load_H)", 0) < 1e-6);
-    gc_env_free(&f.env);
+    teardown(&f);
 }
 
 static void test_recompute_identical(void **state) {
@@ -129,8 +136,8 @@ static void test_recompute_identical(void **state) {
     assert_memory_equal(a.env.ps.grad.p, b.env.ps.grad.p, (size_t)a.env.ps.total * sizeof(real));
     assert_memory_equal(a.dx.p, b.dx.p, tbytes(a.dx));
     printf("# note: recompute gives bit-identical gradients over %lld parameters\n", (long long)a.env.ps.total);
-    gc_env_free(&a.env);
-    gc_env_free(&b.env);
+    teardown(&a);
+    teardown(&b);
 }
 
 static void test_batchwise_flat(void **state) {
@@ -155,7 +162,7 @@ static void test_batchwise_flat(void **state) {
     OP(f.env.be, fill, param_val(&f.env.ps, t), 0.23);
     v[0] = gc_var("moe.gate.thr", param_val(&f.env.ps, t), param_grad(&f.env.ps, t));
     assert_true(gradcheck("moe batchwise thresholds (Eq. 20)", &f, loss_fn, grad_fn, v, 1, 1e-6, 0, 1e-7, 1e-6) < 1e-6);
-    gc_env_free(&f.env);
+    teardown(&f);
 }
 
 static void test_batchwise_hier(void **state) {
@@ -173,7 +180,7 @@ static void test_batchwise_hier(void **state) {
     int32_t *offs = mc.exp_offs.p;
     for (int e = 0; e < 8; e++) assert_int_equal(offs[e + 1] - offs[e], 6);
     assert_true(check(&f, "moe batchwise hierarchical 2x4", 1) < 1e-6);
-    gc_env_free(&f.env);
+    teardown(&f);
 }
 
 static void test_softmax_all_experts(void **state) {
@@ -184,7 +191,7 @@ static void test_softmax_all_experts(void **state) {
     cfg.hidden = 6;
     setup(&f, cfg, 7, 0.6);
     assert_true(check(&f, "moe softmax gating, all 4 experts on (MoE-4)", 0) < 1e-6);
-    gc_env_free(&f.env);
+    teardown(&f);
 }
 
 static void test_single_expert(void **state) {
@@ -196,7 +203,7 @@ static void test_single_expert(void **state) {
     setup(&f, cfg, 6, 0.6);
     assert_int_equal(f.env.ps.n, 5); /* no gate, 5 expert matrices */
     assert_true(check(&f, "moe single expert, 4 hidden layers (MoE-1-Deep)", 0) < 1e-6);
-    gc_env_free(&f.env);
+    teardown(&f);
 }
 
 static void test_eval_mode_no_noise(void **state) {
@@ -207,7 +214,7 @@ static void test_eval_mode_no_noise(void **state) {
     setup(&f, cfg, 9, 0.6);
     f.env.ctx.train = 0;
     assert_true(check(&f, "moe flat top-2 in evaluation mode (no noise)", 0) < 1e-6);
-    gc_env_free(&f.env);
+    teardown(&f);
 }
 
 int main(void) {

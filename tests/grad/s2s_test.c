@@ -63,7 +63,7 @@ static void setup(Fix *f, AttnType att, MoeGating gating, int bidir) {
         }
     memcpy(f->src_len, sl, sizeof sl);
     memcpy(f->tlen, tl, sizeof tl);
-    f->in = (S2sInput){S, T, B, f->src, f->src_len, f->tin, f->tout, f->tlen};
+    f->in = (S2sInput){.S = S, .T = T, .B = B, .src = f->src, .src_len = f->src_len, .tgt_in = f->tin, .tgt_out = f->tout, .tgt_len = f->tlen};
 }
 
 static void run(Fix *f, const char *label) {

@@ -106,15 +106,23 @@ static void test_params(void **state) {
     const float *v = ps.val.p;
     double lim = sqrt(6.0 / 7);
     for (int i = 0; i < 12; i++) assert_true(fabs(v[i]) <= lim && v[i] != 0);
-    /* expert matrices are keyed by their global index: expert 3 of a store
-     * that starts at global expert 3 equals expert 3 of this one */
+    /* expert matrices are keyed by their global index: with the 5 experts
+     * spread over 2 processes, rank 1 holds experts 1 and 3, equal to those
+     * of the single store */
     ParamStore ps2;
     params_init(&ps2, be);
     int x2 = params_add(&ps2, "moe.experts.w_in", PARAM_EXPERT, 2, 2, 3, INIT_GLOROT, 0);
-    ps2.p[x2].expert_base = 3;
+    ps2.p[x2].expert_world = 2;
+    ps2.p[x2].expert_rank = 1;
+    assert_int_equal(param_global_index(&ps2.p[x2], 1), 3);
     params_alloc(&ps2, NULL, NULL);
     params_randomize(&ps2, 9);
-    assert_memory_equal(tbatch(param_val(&ps, x), 3).p, tbatch(param_val(&ps2, x2), 0).p, 6 * sizeof(float));
+    assert_memory_equal(tbatch(param_val(&ps, x), 1).p, tbatch(param_val(&ps2, x2), 0).p, 6 * sizeof(float));
+    assert_memory_equal(tbatch(param_val(&ps, x), 3).p, tbatch(param_val(&ps2, x2), 1).p, 6 * sizeof(float));
+    /* groups of a hierarchical MoE stay whole: block 4, world 2, rank 1 holds 4..7, 12..15 */
+    Param hp = {.expert_block = 4, .expert_world = 2, .expert_rank = 1};
+    assert_int_equal(param_global_index(&hp, 0), 4);
+    assert_int_equal(param_global_index(&hp, 5), 13);
     /* zero_grad: dense runs and only the marked rows of sparse tables */
     OP(be, fill, ps.grad, 1.0);
     ((int32_t *)ps.p[e].mark.p)[4] = 1;
@@ -171,6 +179,8 @@ static void test_malformed_inputs(void **state) {
     EXPECT_FATAL(params_add(&ps, "w", PARAM_DENSE, 1, 2, 2, INIT_ZERO, 0), "duplicate parameter name 'w'");
     EXPECT_FATAL(params_add(&ps, "v", PARAM_DENSE, 1, 0, 2, INIT_ZERO, 0), "empty shape");
     params_destroy(&ps);
+    Tensor *made[] = {&A, &B, &C, &I, &D};
+    for (size_t i = 0; i < sizeof made / sizeof *made; i++) be_free_tensor(be, made[i]);
     backend_destroy(be);
 }
 

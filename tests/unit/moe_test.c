@@ -77,6 +77,8 @@ static void test_load_estimate_matches_monte_carlo(void **state) {
     printf("# mc load estimate: worst deviation %.2f standard errors over %d (row, expert) pairs, %d draws each\n",
            worst, N * n, draws);
     assert_true(worst < 4.5);
+    Tensor *made[] = {&clean, &raw, &H, &idx, &g, &P};
+    for (size_t i = 0; i < sizeof made / sizeof *made; i++) be_free_tensor(be, made[i]);
     env_down();
 }
 
@@ -108,6 +110,8 @@ static void test_load_sum_matches_counts(void **state) {
     }
     printf("# mc smooth load vs counted selections: worst relative difference %.4f (%d x %d tokens)\n", worst, rounds, N);
     assert_true(worst < 0.03);
+    Tensor *made[] = {&clean, &raw, &H, &idx, &g, &P};
+    for (size_t i = 0; i < sizeof made / sizeof *made; i++) be_free_tensor(be, made[i]);
     env_down();
 }
 
@@ -133,7 +137,7 @@ static void test_zero_gates_route_uniformly(void **state) {
     Tensor x = be_tensor(be, DT_F32, 1, N, d, "x"), y = be_tensor(be, DT_F32, 1, N, d, "y");
     OP(be, rng_fill, x, 1, 0, 1, 8, 8);
     MoeCache mc;
-    moe_forward(&ctx, &m, x, y, &mc);
+    moe_forward(&ctx, &m, x, tnone(), y, &mc);
     const int32_t *offs = mc.exp_offs.p;
     double chi2 = 0, expect = (double)N * k / n;
     for (int e = 0; e < n; e++) {
@@ -148,6 +152,9 @@ static void test_zero_gates_route_uniformly(void **state) {
     assert_true(st.cv2_importance < 0.01);
     assert_true(st.cv2_load < 0.01);
     assert_int_equal(st.unused, 0);
+    be_free_tensor(be, &acc);
+    be_free_tensor(be, &x);
+    be_free_tensor(be, &y);
     env_down();
 }
 
@@ -169,14 +176,16 @@ static void test_determinism(void **state) {
     Tensor y1 = be_tensor(be, DT_F32, 1, 40, 6, "y"), y2 = be_tensor(be, DT_F32, 1, 40, 6, "y"),
            y3 = be_tensor(be, DT_F32, 1, 40, 6, "y");
     MoeCache mc;
-    moe_forward(&ctx, &m, x, y1, &mc);
+    moe_forward(&ctx, &m, x, tnone(), y1, &mc);
     arena_reset(&arena);
-    moe_forward(&ctx, &m, x, y2, &mc);
+    moe_forward(&ctx, &m, x, tnone(), y2, &mc);
     assert_memory_equal(y1.p, y2.p, tbytes(y1));
     arena_reset(&arena);
     ctx.draw = 2; /* another step: other noise, other routing */
-    moe_forward(&ctx, &m, x, y3, &mc);
+    moe_forward(&ctx, &m, x, tnone(), y3, &mc);
     assert_memory_not_equal(y1.p, y3.p, tbytes(y1));
+    Tensor *made[] = {&x, &y1, &y2, &y3};
+    for (size_t i = 0; i < sizeof made / sizeof *made; i++) be_free_tensor(be, made[i]);
     env_down();
 }
 
@@ -210,14 +219,17 @@ static void bad_k(void) {
     Moe m;
     moe_init(&m, &ps, "moe", &cfg);
 }
+/* static: the FATAL jumps out of bad_shape, test_errors frees them */
+static Tensor bad_x, bad_y;
 static void bad_shape(void) {
     MoeConfig cfg = moe_config_default(4, 4, 2);
     Moe m;
     moe_init(&m, &ps, "moe2", &cfg);
     params_alloc(&ps, NULL, NULL);
-    Tensor x = be_tensor(be, DT_F32, 1, 5, 3, "x"), y = be_tensor(be, DT_F32, 1, 5, 4, "y");
+    bad_x = be_tensor(be, DT_F32, 1, 5, 3, "x");
+    bad_y = be_tensor(be, DT_F32, 1, 5, 4, "y");
     MoeCache mc;
-    moe_forward(&ctx, &m, x, y, &mc);
+    moe_forward(&ctx, &m, bad_x, tnone(), bad_y, &mc);
 }
 
 static void test_errors(void **state) {
@@ -226,6 +238,8 @@ static void test_errors(void **state) {
     expect_error(bad_groups, "must be >= 2 and divide --moe-expert-count 10");
     expect_error(bad_k, "--moe-top-k 5 must be in [1, 4]");
     expect_error(bad_shape, "x is 5x3");
+    be_free_tensor(be, &bad_x);
+    be_free_tensor(be, &bad_y);
     env_down();
 }
 
