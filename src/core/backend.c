@@ -10,6 +10,7 @@ void backend_cpu_destroy(Backend *be);
 Backend *backend_cuda_create(int device) __attribute__((weak));
 void backend_cuda_destroy(Backend *be) __attribute__((weak));
 int backend_cuda_device_count(void) __attribute__((weak));
+int backend_cuda_capability(const Backend *be) __attribute__((weak));
 
 int backend_cuda_available(void) {
     return backend_cuda_device_count ? backend_cuda_device_count() : -1;
@@ -36,6 +37,33 @@ void backend_destroy(Backend *be) {
         backend_cuda_destroy(be);
     else
         backend_cpu_destroy(be);
+}
+
+void backend_set_precision(Backend *be, const char *name) {
+    static const char *const names[] = {"fp32", "tf32", "bf16"};
+    int mode = -1;
+    for (int i = 0; i < 3; i++)
+        if (name && strcmp(name, names[i]) == 0) mode = i;
+    if (mode < 0 && !(name && strcmp(name, "auto") == 0))
+        FATAL(EXIT_USAGE, "--precision: unknown mode '%s' (expected auto, fp32, tf32 or bf16)", name ? name : "");
+    if (be->kind != BACKEND_CUDA) {
+        if (mode > PRECISION_FP32) FATAL(EXIT_USAGE, "--precision %s: the CPU computes in fp32", name);
+        be->precision = PRECISION_FP32;
+        return;
+    }
+    char *mark = strchr(be->name, ' '); /* drop the mode of an earlier call */
+    if (mark) *mark = 0;
+    /* tensor cores with TF32 and bf16 inputs arrived with compute capability 8.0 (Ampere) */
+    int cap = backend_cuda_capability ? backend_cuda_capability(be) : 0;
+    if (mode < 0) mode = cap >= 80 ? PRECISION_BF16 : PRECISION_FP32;
+    if (mode > PRECISION_FP32 && cap < 80)
+        FATAL_HINT(EXIT_USAGE, "use --precision fp32 (or auto) on this GPU",
+                   "--precision %s: %s has compute capability %d.%d; %s products need 8.0 or newer", names[mode],
+                   be->name, cap / 10, cap % 10, names[mode]);
+    be->precision = mode;
+    /* the tools print the name in their [model] and [memory] lines */
+    size_t n = strlen(be->name);
+    snprintf(be->name + n, sizeof be->name - n, " (%s products)", names[mode]);
 }
 
 void backend_note_alloc(Backend *be, size_t bytes) {

@@ -245,12 +245,20 @@ typedef struct Ops {
 
 enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 };
 
+/* Compute precision of a backend's matrix products (gemm, gemm_grouped,
+ * gemm_grouped_wgrad); storage, master weights and every other op stay f32.
+ * FP32: full f32 products. TF32: tensor cores on TF32 inputs, f32
+ * accumulation. BF16: inputs rounded to bf16 (nearest even), tensor cores,
+ * f32 accumulation and output. The CPU computes in FP32 only. */
+enum { PRECISION_FP32 = 0, PRECISION_TF32 = 1, PRECISION_BF16 = 2 };
+
 struct Backend {
     const Ops *ops;
     int kind;
     char name[32]; /* "cpu" or "cuda:0" */
     int threads;
     int device;
+    int precision; /* PRECISION_*: FP32 when created, see backend_set_precision */
     void *impl;
     /* accounting, kept by every backend's alloc/free */
     size_t n_allocs, bytes_live, bytes_peak;
@@ -259,6 +267,11 @@ struct Backend {
 /* spec: "cpu" or "cuda:N". threads: CPU threads (0 = all cores). */
 Backend *backend_create(const char *spec, int threads);
 void backend_destroy(Backend *be);
+/* --precision: "fp32", "tf32", "bf16" or "auto" (bf16 on GPUs of compute
+ * capability >= 8.0, else fp32). The CPU accepts fp32 and auto only. A GPU's
+ * name gains the mode for the logs ("cuda:0 (bf16 products)"). Unknown or
+ * unsupported names exit with EXIT_USAGE naming --precision. */
+void backend_set_precision(Backend *be, const char *name);
 void backend_note_alloc(Backend *be, size_t bytes);
 void backend_note_free(Backend *be, size_t bytes);
 /* Whether the CUDA backend was compiled in, and how many devices it sees. */

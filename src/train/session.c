@@ -20,7 +20,7 @@ void session_logging(const Config *cfg) {
     }
 }
 
-Backend *session_backend(const Config *cfg) {
+static Backend *session_device(const Config *cfg) {
     size_t n = 0;
     const char *const *dev = cfg_list(cfg, "devices", &n);
     int threads = (int)cfg_int(cfg, "cpu-threads");
@@ -40,6 +40,12 @@ Backend *session_backend(const Config *cfg) {
         return backend_create(spec, threads);
     }
     return backend_create("cpu", threads);
+}
+
+Backend *session_backend(const Config *cfg) {
+    Backend *be = session_device(cfg);
+    backend_set_precision(be, cfg_str(cfg, "precision"));
+    return be;
 }
 
 int session_info(const Config *cfg, const char *tool) {
