@@ -577,6 +577,9 @@ static int rfail(ckpt_reader *r, int code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(r->msg + k, sizeof r->msg - (size_t)k, fmt, ap);
     va_end(ap);
+    /* names come from the file: a control byte in one must not break the one-line message */
+    for (char *p = r->msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     return code;
 }
 

@@ -722,6 +722,7 @@ static void test_forged_tables(void **state) {
         {"duplicate tensor name 'emb.w'"},
         {"duplicate metadata key 'config'"},
         {"header is inconsistent"},
+        {"tensor 'i?s' has a bad dim 3 (1)"}, /* a control byte in a name keeps the message one line */
     };
     for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); c++) {
         load_layout(f->path, &L);
@@ -753,6 +754,10 @@ static void test_forged_tables(void **state) {
             break;
         }
         case 9: set_le64(L.b + 64, 1000000); break; /* n_meta that cannot fit */
+        case 10: /* "ids" -> "i\ns" (tests/fuzz/ckpt/crash-newline-in-tensor-name.bin) */
+            L.b[L.entry[2] + 4] = '\n';
+            set_le64(ent_dims(&L, 2) + 24, 1);
+            break;
         }
         save_layout(bad, &L);
         expect_open_fails(bad, CKPT_MODEL, CKPT_ECORRUPT, cases[c].want);
