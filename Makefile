@@ -7,9 +7,11 @@
 #   make cuda       only the CUDA backend;  make test-cuda  GPU parity tests (exit 77 without a GPU)
 #   make install    PREFIX=/usr/local
 #
-# Switches: NATIVE=0 (no -march=native), CUDA=0 (skip nvcc), CUDA_ARCH=90a, SANITIZE=address,undefined
+# Switches: NATIVE=0 (no -march=native), CUDA=0 (skip nvcc), CUDA_ARCH=90a, NCCL=0 (no NCCL),
+#           NCCL_HOME=dir (include/nccl.h, lib/libnccl.so), SANITIZE=address,undefined
 
 SHELL := /bin/bash
+comma := ,
 .DEFAULT_GOAL := all
 CC ?= gcc
 CXX ?= g++
@@ -46,12 +48,21 @@ NVCC :=
 endif
 CUDA_SRC := $(wildcard cuda/*.cu)
 BUILD_CUDA := $(if $(and $(NVCC),$(CUDA_SRC)),yes)
+# NCCL (optional): several GPUs (cuda/comm_nccl.cu). NCCL_HOME holds include/nccl.h
+# and lib64/ or lib/ with libnccl.so; found beside nvcc or under /usr unless given.
+NCCL_HOME ?= $(firstword $(patsubst %/include/nccl.h,%,$(wildcard $(patsubst %/bin/nvcc,%,$(NVCC))/include/nccl.h /usr/include/nccl.h)))
+NCCL_LIBDIR := $(if $(filter 0,$(NCCL)),,$(patsubst %/libnccl.so,%,$(firstword $(wildcard $(NCCL_HOME)/lib64/libnccl.so $(NCCL_HOME)/lib/libnccl.so $(if $(filter /usr,$(NCCL_HOME)),/usr/lib/x86_64-linux-gnu/libnccl.so)))))
+HAVE_NCCL := $(if $(and $(BUILD_CUDA),$(NCCL_LIBDIR),$(wildcard $(NCCL_HOME)/include/nccl.h)),yes)
+ifneq ($(HAVE_NCCL),yes)
+CUDA_SRC := $(filter-out cuda/comm_nccl.cu,$(CUDA_SRC))
+endif
 
 ifeq ($(MAKELEVEL),0)
 ifeq ($(filter clean distclean deps,$(MAKECMDGOALS)),)
 $(foreach p,$(PKGS),$(info $(if $(call pc_has,$(p)),✓,✗) $(p)$(if $(call pc_has,$(p)), $(shell $(PKGCONF) --modversion $(p) 2>/dev/null))$(if $(filter openblas,$(p)),$(if $(OPENBLAS_OMP_PC), (OpenMP build), (pthread build: install libopenblas-openmp-dev for speed)))))
 $(info $(if $(HAVE_MPI),✓ mpi $(shell $(PKGCONF) --modversion ompi-c 2>/dev/null): multi-process training,✗ mpi: single-process training only (install libopenmpi-dev)))
 $(info $(if $(NVCC),✓ nvcc $(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')$(if $(CUDA_SRC),: building cuda/ for sm_$(CUDA_ARCH),: no cuda/ sources yet),✗ nvcc: CUDA backend not built))
+$(if $(BUILD_CUDA),$(info $(if $(HAVE_NCCL),✓ nccl in $(NCCL_HOME): several GPUs,✗ nccl: one GPU per process only (set NCCL_HOME to a folder with include/nccl.h and lib/libnccl.so))))
 endif
 endif
 
@@ -94,13 +105,13 @@ NVCCFLAGS ?= -O3
 # -fmad=false: no multiply-add contraction, as gcc -std=c11 on the CPU side,
 # so elementwise kernels reproduce the CPU reference to the last bit.
 ALL_NVCCFLAGS := -std=c++17 -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) \
-  -gencode arch=compute_$(CUDA_ARCH),code=compute_$(CUDA_ARCH) -fmad=false -MMD -MP -Isrc -Icuda \
+  -gencode arch=compute_$(CUDA_ARCH),code=compute_$(CUDA_ARCH) -fmad=false -MMD -MP -Isrc -Icuda $(if $(HAVE_NCCL),-I$(NCCL_HOME)/include) \
   -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-fopenmp $(NVCCFLAGS)
-CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lnccl -lcublas -lcudart
+CUDA_LIBS := $(if $(HAVE_NCCL),-L$(NCCL_LIBDIR) -Wl$(comma)-rpath$(comma)$(NCCL_LIBDIR) -lnccl) -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
 # src/core/backend.c refers to the backend through weak symbols, which do not
 # pull archive members in: name them, and repeat libmoe.a for the CUDA objects.
 CUDA_SYMS := -Wl,--undefined=backend_cuda_create,--undefined=backend_cuda_destroy,--undefined=backend_cuda_device_count \
-  -Wl,--undefined=comm_nccl_create
+  $(if $(HAVE_NCCL),-Wl$(comma)--undefined=comm_nccl_create)
 TOOL_LIBS := $(CUDA_SYMS) $(CUDA_LIB) $(LIB) $(CUDA_LIBS)
 CUDA_TESTS := $(patsubst tests/cuda/%.c,$(O)/tests/cuda/%,$(wildcard tests/cuda/*.c))
 endif
