@@ -63,7 +63,7 @@ static void spm_setup(S2sTask *k, const Config *cfg) {
         size_t len;
         log_line("data", "training a SentencePiece vocabulary of %d pieces on %zu files", o.vocab_size, nt);
         if (spm_train(&o, &bytes, &len, err, sizeof err))
-            FATAL_HINT(EXIT_RUNTIME, "a smaller --dim-vocabs may fit a small corpus", "%s", err);
+            FATAL_HINT(EXIT_RUNTIME, "check --sentencepiece-options; a small corpus may need a smaller --dim-vocabs", "%s", err);
         if (spm_load_bytes(bytes, len, &k->spm, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
         free(bytes);
         log_line("data", "vocabulary trained | pieces %d%s%s", spm_vocab_size(k->spm), nv ? " | written to " : "",

@@ -1,7 +1,8 @@
 /* Every 1B Word and 100B-word recipe describes the paper's model: parameters
  * excluding embedding and softmax and forward ops per timestep equal Tables 7
  * and 8 (to the tables' 0.1M), computed from the recipe alone, without
- * allocating any weights. Also: every recipe in recipes/ loads. */
+ * allocating any weights. Also: every recipe in recipes/ loads, and the
+ * SentencePiece options a recipe passes are accepted by the wrapper. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,11 +10,14 @@
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/options.h"
 #include "io/recipe.h"
 #include "model/model_cfg.h"
+#include "text/spm.h"
 
 static const struct {
     const char *file;
@@ -99,6 +103,31 @@ static void test_wmt14_sizes(void **state) {
     }
 }
 
+/* A recipe's --sentencepiece-options must train: the wrapper refuses flags it sets
+ * itself (a recipe once passed --character_coverage and failed only at run time). */
+static void check_spm_options(const char *file, const char *extra) {
+    char text[64] = "/tmp/recipes_test.XXXXXX";
+    int fd = mkstemp(text);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 300; i++) fprintf(f, "the %d quick brown foxes jump over %d lazy dogs\n", i % 17, i % 29);
+    assert_int_equal(fclose(f), 0);
+    SpmTrainOpts o;
+    spm_train_opts_init(&o);
+    const char *in[1] = {text};
+    o.inputs = in;
+    o.n_inputs = 1;
+    o.vocab_size = 40;
+    o.extra = extra;
+    char *bytes = NULL, err[1024];
+    size_t len;
+    int rc = spm_train(&o, &bytes, &len, err, sizeof err);
+    unlink(text);
+    if (rc) fail_msg("%s: sentencepiece-options '%s': %s", file, extra, err);
+    free(bytes);
+}
+
 static void test_every_recipe_loads(void **state) {
     (void)state;
     DIR *d = opendir("recipes");
@@ -109,6 +138,8 @@ static void test_every_recipe_loads(void **state) {
         size_t len = strlen(de->d_name);
         if (len < 5 || strcmp(de->d_name + len - 4, ".yml")) continue;
         Config *cfg = load(de->d_name);
+        const char *extra = cfg_str(cfg, "sentencepiece-options");
+        if (extra && *extra) check_spm_options(de->d_name, extra);
         cfg_free(cfg);
         n++;
     }
