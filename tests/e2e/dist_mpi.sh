@@ -7,7 +7,7 @@
 # one written by 1 process resumes on 2 with the losses of an uninterrupted run. Stream
 # batches of one sequence leave a process without rows (it still takes part). mpirun -np 1
 # goes through the exchange code and writes a byte-identical model. The planner matches the
-# paper's Table 8 for MoE-65536-h on 64 GPUs.
+# paper's Table 8: MoE-65536-h's memory on 64 GPUs, and every news100b recipe's parameters.
 . "$(dirname "$0")/common.bash"
 command -v mpirun >/dev/null || { echo "mpirun not found (apt-get install openmpi-bin)"; exit 77; }
 "$BIN/moe-train" --build-info | grep -q '^MPI: yes' || { echo "built without MPI (install libopenmpi-dev)"; exit 77; }
@@ -69,7 +69,7 @@ expect 2 "the file rendezvous starts GPU processes" "$BIN/moe-train" "${common[@
 expect 2 "expected file:PATH" "$BIN/moe-train" "${common[@]}" --rendezvous tcp:x --world-size 2 --rank 0
 expect 2 "this process was started alone" "$BIN/moe-train" "${common[@]}" --world-size 2
 
-# the planner: Table 8's MoE-65536-h on 64 GPUs
+# the planner: Table 8
 "$BIN/moe-train" -c "$ROOT/recipes/news100b-moe-65536-h.yml" --plan --world-size 64 --gpu-memory 80G >plan.txt ||
     fail "--plan"
 grep -q '^parameters   68791.0M without embeddings and softmax' plan.txt || fail "--plan: not Table 8's 68791.0M"
@@ -77,4 +77,10 @@ grep -q 'per process  parameters .* (experts 1073.7M)' plan.txt || fail "--plan:
 grep -q '^fits         yes' plan.txt || fail "--plan: should fit in 80G"
 "$BIN/moe-train" -c "$ROOT/recipes/news100b-moe-65536-h.yml" --plan --world-size 1 --gpu-memory 80G | grep -q '^fits         NO' ||
     fail "--plan: 68.8B parameters on one 80G GPU should not fit"
+# every row of Table 8 (#Params excluding embedding and softmax), as the planner counts it
+for row in 4xlstm-512:8.4 moe-32:37.8 moe-256-h:272.9 moe-1024-h:1079.0 moe-4096-h:4303.4 moe-16384-h:17201.0 \
+           moe-65536-h:68791.0 moe-131072-h:137577.6; do
+    "$BIN/moe-train" -c "$ROOT/recipes/news100b-${row%%:*}.yml" --plan --world-size 64 --gpu-memory 80G |
+        grep -q "^parameters   ${row#*:}M without embeddings and softmax" || fail "--plan news100b-${row%%:*}: not Table 8's ${row#*:}M"
+done
 echo "1 vs 2 processes: equal losses and perplexities (flat, hierarchical, resumed, idle rank); np 1 bit-identical"
