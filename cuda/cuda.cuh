@@ -327,9 +327,9 @@ void cu_hier_compose_bwd(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tens
 void cu_hier_load(Backend *, Tensor, Tensor, Tensor, Tensor);
 void cu_hier_load_bwd(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor);
 /* softmax.cu */
-void cu_ce_chunk_fwd(Backend *, Tensor, int64_t, Tensor, Tensor, Tensor, Tensor);
+void cu_ce_chunk_fwd(Backend *, Tensor, int64_t, Tensor, Tensor, Tensor, Tensor, Tensor);
 void cu_ce_finish(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor);
-void cu_ce_chunk_bwd(Backend *, Tensor, int64_t, Tensor, Tensor, Tensor);
+void cu_ce_chunk_bwd(Backend *, Tensor, int64_t, Tensor, Tensor, Tensor, real, int64_t);
 void cu_sampled_ce(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor);
 /* attention.cu */
 void cu_attn_additive_fwd(Backend *, Tensor, Tensor, Tensor, Tensor);

@@ -10,7 +10,7 @@ static void check_vecs(const char *op, Tensor logits, Tensor targets) {
 }
 
 static __global__ void k_ce_fwd(CuView<const float> lg, int64_t col0, const int32_t *tg, float *m, float *s, float *tl,
-                                int64_t N) {
+                                float *zs, int64_t N) {
     CU_FOR_ROWS(t, N) {
         const float *l = lg.row(t);
         int64_t C = lg.c;
@@ -22,24 +22,33 @@ static __global__ void k_ce_fwd(CuView<const float> lg, int64_t col0, const int3
         double acc = 0;
         for (int64_t j = threadIdx.x; j < C; j += CU_NT) acc += exp(l[j] - mnew);
         acc = cu_block_sum<CU_NT>(acc);
+        double z = 0;
+        if (zs) {
+            for (int64_t j = threadIdx.x; j < C; j += CU_NT) z += l[j];
+            z = cu_block_sum<CU_NT>(z);
+        }
         if (threadIdx.x == 0) {
             acc += mv == -INFINITY ? 0 : s[t] * exp(mv - mnew);
             m[t] = (float)mnew;
             s[t] = (float)acc;
             if (tg[t] >= col0 && tg[t] < col0 + C) tl[t] = l[tg[t] - col0];
+            if (zs) zs[t] = (float)(zs[t] + z);
         }
     }
 }
 
-void cu_ce_chunk_fwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, Tensor m, Tensor s, Tensor tl) {
+void cu_ce_chunk_fwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, Tensor m, Tensor s, Tensor tl,
+                     Tensor zs) {
     check_vecs("ce_chunk_fwd", logits, targets);
     int64_t N = logits.r;
     cu_check_vec("ce_chunk_fwd", "m", m, DT_F32, N);
     cu_check_vec("ce_chunk_fwd", "s", s, DT_F32, N);
     cu_check_vec("ce_chunk_fwd", "tl", tl, DT_F32, N);
+    if (!tnull(zs)) cu_check_vec("ce_chunk_fwd", "zs", zs, DT_F32, N);
     if (N)
         CU_LAUNCH("ce_chunk_fwd", k_ce_fwd, cu_rows_grid(N), CU_NT, 0, be, cu_view<const float>(logits), col0,
-                  (const int32_t *)targets.p, (float *)m.p, (float *)s.p, (float *)tl.p, N);
+                  (const int32_t *)targets.p, (float *)m.p, (float *)s.p, (float *)tl.p,
+                  tnull(zs) ? (float *)NULL : (float *)zs.p, N);
 }
 
 static __global__ void k_ce_finish(const float *m, const float *s, const float *tl, const float *w, float *lse,
@@ -67,26 +76,31 @@ void cu_ce_finish(Backend *be, Tensor m, Tensor s, Tensor tl, Tensor w, Tensor l
 }
 
 static __global__ void k_ce_bwd(CuView<float> lg, int64_t col0, const int32_t *tg, const float *lse, const float *w,
-                                int64_t total) {
+                                float ls, float uni, int64_t total) {
     CU_FOR(e, total) {
         int64_t t = e / lg.c, j = e % lg.c;
         float &l = lg.at(t, j);
         float wt = w[t];
         /* the difference is a float, as on the CPU; exp is taken in double */
-        float v = wt == 0 ? 0.0f : wt * (float)exp((double)(l - lse[t]));
-        if (wt != 0 && tg[t] - col0 == j) v -= wt;
+        float p = (float)exp((double)(l - lse[t]));
+        float v = wt == 0 ? 0.0f : ls == 0.0f ? wt * p : wt * (p - uni);
+        if (wt != 0 && tg[t] - col0 == j) v -= wt * (1.0f - ls);
         l = v;
     }
 }
 
-void cu_ce_chunk_bwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, Tensor lse, Tensor w) {
+void cu_ce_chunk_bwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, Tensor lse, Tensor w, real ls,
+                     int64_t V) {
     check_vecs("ce_chunk_bwd", logits, targets);
     int64_t N = logits.r, C = logits.c;
     cu_check_vec("ce_chunk_bwd", "lse", lse, DT_F32, N);
     cu_check_vec("ce_chunk_bwd", "w", w, DT_F32, N);
+    CHECK_ARG(ls >= 0 && ls < 1 && V >= C, "ce_chunk_bwd: label smoothing %g over %lld classes", (double)ls,
+              (long long)V);
     if (N * C > 0)
         CU_LAUNCH("ce_chunk_bwd", k_ce_bwd, cu_grid(N * C, CU_NT), CU_NT, 0, be, cu_fview(logits), col0,
-                  (const int32_t *)targets.p, (const float *)lse.p, (const float *)w.p, N * C);
+                  (const int32_t *)targets.p, (const float *)lse.p, (const float *)w.p, (float)ls,
+                  (float)(ls / (real)V), N * C);
 }
 
 static __global__ void k_sampled(CuView<float> lg, const float *tl, const int32_t *sm, const int32_t *tg, const float *w,

@@ -3,7 +3,8 @@
 #   data/prepare-multi30k.sh [DIR]
 # DIR holds the dataset's raw/ files ({train,val,test_2016_flickr}.{en,de}.gz), default
 # ../shared/data/multi30k/raw when present; otherwise they are downloaded from the
-# multi30k/dataset repository. Writes train, val and test2016 .en/.de as plain text.
+# multi30k/dataset repository. Writes train, val, test2016, test2017 (Flickr) and mscoco2017
+# .en/.de as plain text.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=data/multi30k
@@ -22,5 +23,7 @@ for l in en de; do
     get train.$l.gz | zcat >"$out/train.$l"
     get val.$l.gz | zcat >"$out/val.$l"
     get test_2016_flickr.$l.gz | zcat >"$out/test2016.$l"
+    get test_2017_flickr.$l.gz | zcat >"$out/test2017.$l"
+    get test_2017_mscoco.$l.gz | zcat >"$out/mscoco2017.$l"
 done
 wc -l "$out"/*.en

@@ -14,7 +14,7 @@ static void lm_base(BenchConfig *c, const char *id, const char *layers, int tiny
     l->vocab = tiny ? 2000 : 793471;
     l->dim = tiny ? 64 : 512;
     l->rnn = l->dim;
-    l->dropout = (real)0.1;
+    l->drop = DROPOUTS_ALL((real)0.1);
     l->residual = 1;
     l->sampled = 1;
     l->samples = tiny ? 256 : 8192;
@@ -83,7 +83,7 @@ int bench_configs(BenchConfig *out, int tiny) {
     c = &out[n++];
     lm_base(c, "G3", "lstm,moe,lstm", tiny);
     lm_moe(c, tiny ? 32 : 4096, tiny ? 4 : 16, 2);
-    c->lm.dropout = (real)0.2; /* Table 7 */
+    c->lm.drop = DROPOUTS_ALL((real)0.2); /* Table 7 */
     c->micro = tiny ? 2 : 5;
 
     c = &out[n++];
@@ -113,7 +113,7 @@ int bench_configs(BenchConfig *out, int tiny) {
     s->moe.hidden = 4 * s->dim; /* 512 -> 2048 -> 512 */
     s->moe.gating = MOE_GATE_BATCHWISE;
     s->moe.w_importance = s->moe.w_load = (real)0.01;
-    s->dropout = (real)0.4;
+    s->drop = DROPOUTS_ALL((real)0.4);
     s->residual = 1;
     s->chunk = tiny ? 1000 : 32000;
     c->S = c->T = tiny ? 8 : 32;

@@ -200,13 +200,17 @@ typedef struct Ops {
     /* ---- softmax cross-entropy ----------------------------------------- */
     /* Full softmax in vocabulary chunks. For logits [N x C] of columns
      * col0..col0+C-1, update the running max m, running sum s and the target
-     * logit tl (all 1 x N; start m = -inf, s = 0, tl = 0). */
+     * logit tl (all 1 x N; start m = -inf, s = 0, tl = 0), and when zs is not
+     * none add each row's sum of logits to zs (1 x N; label smoothing). */
     void (*ce_chunk_fwd)(Backend *, Tensor logits, int64_t col0, Tensor targets, Tensor m, Tensor s,
-                         Tensor tl);
+                         Tensor tl, Tensor zs);
     /* lse = m + log s; loss[0] += sum_t w[t] * (lse[t] - tl[t]). */
     void (*ce_finish)(Backend *, Tensor m, Tensor s, Tensor tl, Tensor w, Tensor lse, Tensor loss);
-    /* In place: logits -> w[t] * (exp(logit - lse[t]) - [col == target[t]]). */
-    void (*ce_chunk_bwd)(Backend *, Tensor logits, int64_t col0, Tensor targets, Tensor lse, Tensor w);
+    /* In place: logits -> w[t] * (exp(logit - lse[t]) - (1 - ls) [col == target[t]] - ls / V),
+     * the gradient of the cross-entropy against the target smoothed by ls over
+     * V classes (ls = 0: the one-hot target). */
+    void (*ce_chunk_bwd)(Backend *, Tensor logits, int64_t col0, Tensor targets, Tensor lse, Tensor w, real ls,
+                         int64_t V);
     /* Sampled softmax: logits [N x S] of the shared samples and tl [1 x N] of
      * the targets, both already logQ-corrected. Accidental hits (samples[j] ==
      * targets[t]) are removed. loss[0] += sum_t w[t] * (lse_t - tl_t). In place,

@@ -2,6 +2,7 @@
  * check. The table itself is in options_table.c; recipes in src/io/recipe.c. */
 #include "core/options.h"
 
+#include <errno.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
@@ -181,6 +182,22 @@ int options_parse_after(const char *s, After *out, char *err, size_t errlen) {
 int options_check_after(const char *s, char *err, size_t errlen) {
     After a;
     return options_parse_after(s, &a, err, errlen);
+}
+
+int options_parse_rate(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    while (*end == ' ' || *end == '\t') end++;
+    if (end == s || *end || errno || !(v >= 0 && v < 1)) return -1;
+    *out = v;
+    return 0;
+}
+
+int options_check_rate(const char *s, char *err, size_t errlen) {
+    double v;
+    if (!*s || !options_parse_rate(s, &v)) return 0;
+    return fail(err, errlen, "'%.40s' is not a probability in [0, 1) (or empty: as --dropout)", s);
 }
 
 int options_check_layers(const char *s, char *err, size_t errlen) {

@@ -173,5 +173,9 @@ int options_parse_after(const char *s, After *out, char *err, size_t errlen);
 /* OptCheck for --layers: a comma-separated stack of "lstm" and "moe". */
 int options_check_layers(const char *s, char *err, size_t errlen);
 int options_check_after(const char *s, char *err, size_t errlen);
+/* A per-site dropout rate: empty (inherit --dropout) or a number in [0, 1). */
+int options_check_rate(const char *s, char *err, size_t errlen);
+/* 0 and the rate, or -1 when s is not a number in [0, 1). */
+int options_parse_rate(const char *s, double *out);
 
 #endif

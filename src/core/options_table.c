@@ -65,11 +65,25 @@ const OptDef options_table[] = {
     {"attention", 0, OPT_ENUM, GRP_MODEL, T, "separable", .choices = "separable|additive",
      .help = "attention function: the paper's separable form (Appendix G) or GNMT additive"},
     {"dim-attention", 0, OPT_INT, GRP_MODEL, T, "512", .help = "attention hidden size"},
-    {"dropout", 0, OPT_FLOAT, GRP_MODEL, T, "0.1", .help = "dropout probability (0 = off)"},
+    {"dropout", 0, OPT_FLOAT, GRP_MODEL, T, "0.1",
+     .help = "dropout probability after the embeddings and every layer (0 = off); the four options below "
+             "override it at one site"},
+    {"dropout-emb", 0, OPT_STRING, GRP_MODEL, T, "", .metavar = "P", .check = options_check_rate,
+     .help = "dropout after the word embeddings (empty = --dropout)"},
+    {"dropout-rnn", 0, OPT_STRING, GRP_MODEL, T, "", .metavar = "P", .check = options_check_rate,
+     .help = "dropout on the outputs of the LSTM layers (empty = --dropout)"},
+    {"dropout-moe", 0, OPT_STRING, GRP_MODEL, T, "", .metavar = "P", .check = options_check_rate,
+     .help = "dropout on the outputs of the MoE layers, after their sigmoid (empty = --dropout)"},
+    {"dropout-softmax", 0, OPT_STRING, GRP_MODEL, T, "", .metavar = "P", .check = options_check_rate,
+     .help = "dropout on the output of the layer that feeds the softmax, instead of that layer's own rate "
+             "(empty = --dropout)"},
     {"residual", 0, OPT_BOOL, GRP_MODEL, T, "true", .implicit = "true",
      .help = "residual connections between stacked LSTM layers"},
     {"tied-embeddings", 0, OPT_BOOL, GRP_MODEL, T, "false", .implicit = "true",
      .help = "tie the target embedding and the softmax weights"},
+    {"tied-embeddings-all", 0, OPT_BOOL, GRP_MODEL, T, "false", .implicit = "true",
+     .help = "s2s: one table for the source embedding, the target embedding and the softmax weights (the "
+             "vocabulary is shared)"},
 
     /* ---- MoE ---- */
     {"moe-expert-count", 0, OPT_INT, GRP_MOE, T, "32", .help = "experts per MoE layer (all groups together)"},
@@ -97,6 +111,9 @@ const OptDef options_table[] = {
      .help = "negative samples of the sampled softmax"},
     {"softmax-chunk", 0, OPT_INT, GRP_SOFTMAX, T, "8192",
      .help = "vocabulary columns per chunk of the full softmax"},
+    {"label-smoothing", 0, OPT_FLOAT, GRP_SOFTMAX, T, "0",
+     .help = "train against the target smoothed by this much probability spread uniformly over the "
+             "vocabulary (full softmax; 0 = off, 0.1 is usual for translation)"},
 
     /* ---- Training ---- */
     {"train-sets", 't', OPT_LIST, GRP_TRAINING, T, "", .metavar = "FILE...",
@@ -135,6 +152,9 @@ const OptDef options_table[] = {
     {"lr-decay-start", 0, OPT_INT, GRP_TRAINING, T, "4",
      .help = "epoch where the step schedule starts decaying"},
     {"clip-norm", 0, OPT_FLOAT, GRP_TRAINING, T, "1.0", .help = "clip the global gradient norm (0 = off)"},
+    {"exponential-smoothing", 0, OPT_FLOAT, GRP_TRAINING, T, "0", .implicit = "1e-4", .metavar = "RATE",
+     .help = "validate and save an exponential moving average of the weights, updated by max(RATE, "
+             "9/(10+update)) after every update (0 = off); the state file keeps the trained weights"},
     {"optimizer-delay", 0, OPT_INT, GRP_TRAINING, T, "1", .help = "batches accumulated per update"},
     {"disp-freq", 0, OPT_INT, GRP_TRAINING, T, "100", .help = "log training statistics every N updates"},
     {"save-freq", 0, OPT_INT, GRP_TRAINING, T, "1000", .help = "save the model and state every N updates"},

@@ -102,9 +102,9 @@ void cpu_hier_compose_bwd(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Ten
 void cpu_hier_load(Backend *, Tensor, Tensor, Tensor, Tensor);
 void cpu_hier_load_bwd(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor);
 /* softmax.c */
-void cpu_ce_chunk_fwd(Backend *, Tensor, int64_t, Tensor, Tensor, Tensor, Tensor);
+void cpu_ce_chunk_fwd(Backend *, Tensor, int64_t, Tensor, Tensor, Tensor, Tensor, Tensor);
 void cpu_ce_finish(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor);
-void cpu_ce_chunk_bwd(Backend *, Tensor, int64_t, Tensor, Tensor, Tensor);
+void cpu_ce_chunk_bwd(Backend *, Tensor, int64_t, Tensor, Tensor, Tensor, real, int64_t);
 void cpu_sampled_ce(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor);
 /* attention.c */
 void cpu_attn_additive_fwd(Backend *, Tensor, Tensor, Tensor, Tensor);

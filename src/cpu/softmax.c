@@ -8,15 +8,17 @@ static void check_vecs(const char *op, Tensor logits, Tensor targets) {
     cpu_check_vec(op, "targets", targets, DT_I32, logits.r);
 }
 
-void cpu_ce_chunk_fwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, Tensor m, Tensor s, Tensor tl) {
+void cpu_ce_chunk_fwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, Tensor m, Tensor s, Tensor tl,
+                      Tensor zs) {
     (void)be;
     check_vecs("ce_chunk_fwd", logits, targets);
     int64_t N = logits.r, C = logits.c;
     cpu_check_vec("ce_chunk_fwd", "m", m, DT_F32, N);
     cpu_check_vec("ce_chunk_fwd", "s", s, DT_F32, N);
     cpu_check_vec("ce_chunk_fwd", "tl", tl, DT_F32, N);
+    if (!tnull(zs)) cpu_check_vec("ce_chunk_fwd", "zs", zs, DT_F32, N);
     const int32_t *tg = cpu_i32(targets);
-    real *mv = cpu_f(m), *sv = cpu_f(s), *tv = cpu_f(tl);
+    real *mv = cpu_f(m), *sv = cpu_f(s), *tv = cpu_f(tl), *zv = tnull(zs) ? NULL : cpu_f(zs);
 #pragma omp parallel for if (N * C > CPU_PAR_MIN / 4)
     for (int64_t t = 0; t < N; t++) {
         const real *l = cpu_row(logits, t);
@@ -28,6 +30,11 @@ void cpu_ce_chunk_fwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, 
         mv[t] = (real)mnew;
         sv[t] = (real)acc;
         if (tg[t] >= col0 && tg[t] < col0 + C) tv[t] = l[tg[t] - col0];
+        if (zv) {
+            double z = 0;
+            for (int64_t j = 0; j < C; j++) z += l[j];
+            zv[t] = (real)(zv[t] + z);
+        }
     }
 }
 
@@ -50,19 +57,27 @@ void cpu_ce_finish(Backend *be, Tensor m, Tensor s, Tensor tl, Tensor w, Tensor 
     cpu_f(loss)[0] += (real)acc;
 }
 
-void cpu_ce_chunk_bwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, Tensor lse, Tensor w) {
+void cpu_ce_chunk_bwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, Tensor lse, Tensor w, real ls,
+                      int64_t V) {
     (void)be;
     check_vecs("ce_chunk_bwd", logits, targets);
     int64_t N = logits.r, C = logits.c;
     cpu_check_vec("ce_chunk_bwd", "lse", lse, DT_F32, N);
     cpu_check_vec("ce_chunk_bwd", "w", w, DT_F32, N);
+    CHECK_ARG(ls >= 0 && ls < 1 && V >= C, "ce_chunk_bwd: label smoothing %g over %lld classes", (double)ls,
+              (long long)V);
     const int32_t *tg = cpu_i32(targets);
     const real *lv = cpu_f(lse), *wv = cpu_f(w);
+    /* ls = 0 computes exactly what it did before smoothing existed */
+    const real uni = ls / (real)V, hit = 1 - ls;
 #pragma omp parallel for if (N * C > CPU_PAR_MIN / 4)
     for (int64_t t = 0; t < N; t++) {
         real *l = cpu_row(logits, t);
-        for (int64_t j = 0; j < C; j++) l[j] = wv[t] == 0 ? 0 : wv[t] * (real)exp(l[j] - lv[t]);
-        if (wv[t] != 0 && tg[t] >= col0 && tg[t] < col0 + C) l[tg[t] - col0] -= wv[t];
+        if (ls == 0)
+            for (int64_t j = 0; j < C; j++) l[j] = wv[t] == 0 ? 0 : wv[t] * (real)exp(l[j] - lv[t]);
+        else
+            for (int64_t j = 0; j < C; j++) l[j] = wv[t] == 0 ? 0 : wv[t] * ((real)exp(l[j] - lv[t]) - uni);
+        if (wv[t] != 0 && tg[t] >= col0 && tg[t] < col0 + C) l[tg[t] - col0] -= wv[t] * hit;
     }
 }
 

@@ -37,7 +37,11 @@ const char *lm_config_error(const LmConfig *cfg) {
     if (cfg->vocab < 4) return "the vocabulary needs at least one word besides <S>, </S>, <UNK>";
     if (cfg->dim <= 0 || cfg->rnn <= 0 || cfg->proj < 0) return "--dim-emb and --dim-rnn must be positive";
     if (cfg->n_layers <= 0) return "--layers: no layers";
-    if (cfg->dropout < 0 || cfg->dropout >= 1) return "--dropout must be in [0, 1)";
+    const char *de = dropouts_error(&cfg->drop);
+    if (de) return de;
+    if (!(cfg->label_smoothing >= 0 && cfg->label_smoothing < 1)) return "--label-smoothing must be in [0, 1)";
+    if (cfg->label_smoothing > 0 && cfg->sampled)
+        return "--label-smoothing needs the full softmax in training (--softmax full)";
     int64_t lstm_out = cfg->proj ? cfg->proj : cfg->rnn;
     for (int l = 0; l < cfg->n_layers; l++) {
         if (cfg->kind[l] == LM_LAYER_LSTM && lstm_out != cfg->dim) {
@@ -86,6 +90,13 @@ void lm_init(Lm *m, ParamStore *ps, const LmConfig *cfg) {
         softmax_init_tied(&m->sm, ps, "lm.softmax", m->emb.w, cfg->chunk);
     else
         softmax_init(&m->sm, ps, "lm.softmax", cfg->vocab, cfg->dim, cfg->chunk);
+    m->sm.smoothing = cfg->label_smoothing;
+}
+
+/* Dropout after layer l: the layer that feeds the softmax has its own rate. */
+static real layer_dropout(const LmConfig *cfg, int l) {
+    if (l == cfg->n_layers - 1) return cfg->drop.out;
+    return cfg->kind[l] == LM_LAYER_LSTM ? cfg->drop.rnn : cfg->drop.moe;
 }
 
 int64_t lm_count_params(const LmConfig *cfg, int exclude_embed_softmax) {
@@ -203,7 +214,7 @@ static Tensor layers_forward(Ctx *c, const Lm *m, const LmBatch *b, const BatchD
     int64_t N = d->N, D = cfg->dim;
     Tensor h = nn_tensor(c, DT_F32, N, D);
     embedding_forward(c, &m->emb, d->inp, h);
-    nn_dropout(c, h, h, cfg->dropout, m->site[0]);
+    nn_dropout(c, h, h, cfg->drop.emb, m->site[0]);
     int first_moe = 1;
     for (int l = 0; l < cfg->n_layers; l++) {
         LayerCache *L = &lc[l];
@@ -214,11 +225,11 @@ static Tensor layers_forward(Ctx *c, const Lm *m, const LmBatch *b, const BatchD
             LstmState *st = carry ? &carry->st[l] : NULL;
             const LstmState *init = carry && b->carry ? st : NULL;
             lstm_forward(c, &m->lstm[l], h, b->T, b->B, d->mask, init, 0, L->y, st, &L->lc);
-            nn_dropout(c, L->y, L->out, cfg->dropout, m->site[l + 1]);
+            nn_dropout(c, L->y, L->out, layer_dropout(cfg, l), m->site[l + 1]);
             if (cfg->residual) OP(c->be, axpby, 1, h, 1, L->out);
         } else {
-            moe_block_forward(c, &m->moe[l], h, d->valid, d->keys, cfg->dropout, m->site[l + 1], cfg->residual, L->out,
-                              &L->mb);
+            moe_block_forward(c, &m->moe[l], h, d->valid, d->keys, layer_dropout(cfg, l), m->site[l + 1], cfg->residual,
+                              L->out, &L->mb);
             moe_block_losses(c, &L->mb, res->moe);
             if (stats && first_moe) moe_stats(c, &m->moe[l], &L->mb.mc, stats);
             first_moe = 0;
@@ -236,15 +247,16 @@ static void layers_backward(Ctx *c, const Lm *m, const BatchDev *d, LayerCache *
         Tensor din = nn_tensor(c, DT_F32, N, D);
         if (cfg->kind[l] == LM_LAYER_LSTM) {
             Tensor dy = nn_tensor(c, DT_F32, N, D);
-            nn_dropout_backward(c, dh, dy, cfg->dropout, m->site[l + 1]);
+            nn_dropout_backward(c, dh, dy, layer_dropout(cfg, l), m->site[l + 1]);
             lstm_backward(c, &m->lstm[l], &L->lc, dy, NULL, din, NULL);
             if (cfg->residual) OP(c->be, axpby, 1, dh, 1, din);
         } else {
-            moe_block_backward(c, &m->moe[l], &L->mb, d->valid, cfg->dropout, m->site[l + 1], cfg->residual, dh, din);
+            moe_block_backward(c, &m->moe[l], &L->mb, d->valid, layer_dropout(cfg, l), m->site[l + 1], cfg->residual, dh,
+                               din);
         }
         dh = din;
     }
-    nn_dropout_backward(c, dh, dh, cfg->dropout, m->site[0]);
+    nn_dropout_backward(c, dh, dh, cfg->drop.emb, m->site[0]);
     embedding_backward(c, &m->emb, d->inp, dh);
 }
 
@@ -292,9 +304,9 @@ void lm_step(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, int backward
     } else {
         softmax_full_forward(c, &m->sm, h, d.tgt, d.w, loss, &sc);
     }
-    res->ce = be_read_scalar(c->be, loss, 0);
+    res->loss = be_read_scalar(c->be, loss, 0);
+    res->ce = tnull(sc.nll) || sc.sampled ? res->loss : be_read_scalar(c->be, sc.nll, 0);
     res->ntok = b->ntok;
-    res->loss = res->ce;
     for (int i = 0; i < MOE_LOSS_N; i++) res->loss += res->moe[i];
     if (backward) {
         Tensor dh = nn_tensor(c, DT_F32, d.N, m->cfg.dim);

@@ -13,6 +13,7 @@
 #define MOE_MODEL_LM_H
 
 #include "data/lmbatch.h"
+#include "model/dropouts.h"
 #include "nn/lstm.h"
 #include "nn/moe.h"
 #include "nn/softmax.h"
@@ -28,7 +29,8 @@ typedef struct LmConfig {
     int n_layers;
     LmLayerKind kind[LM_MAX_LAYERS];
     MoeConfig moe;      /* dim is set from `dim` */
-    real dropout;
+    Dropouts drop;      /* dropout per site (model/dropouts.h) */
+    real label_smoothing; /* of the full softmax in training (0 = off) */
     int residual;
     int tied;           /* softmax weights tied to the embedding */
     int sampled;        /* sampled softmax in training (evaluation is always full) */

@@ -20,6 +20,22 @@ MoeConfig moe_config_from_options(const Config *cfg, int64_t dim) {
     return m;
 }
 
+/* --dropout, and the per-site options that override it when given. */
+static real site_rate(const Config *cfg, const char *name, real dflt) {
+    const char *s = cfg_str(cfg, name);
+    double v;
+    /* the options table checked the text (options_check_rate) */
+    return s && *s && !options_parse_rate(s, &v) ? (real)v : dflt;
+}
+
+static Dropouts dropouts_from_options(const Config *cfg) {
+    real p = (real)cfg_float(cfg, "dropout");
+    return (Dropouts){.emb = site_rate(cfg, "dropout-emb", p),
+                      .rnn = site_rate(cfg, "dropout-rnn", p),
+                      .moe = site_rate(cfg, "dropout-moe", p),
+                      .out = site_rate(cfg, "dropout-softmax", p)};
+}
+
 const char *lm_config_from_options(const Config *cfg, int64_t vocab, LmConfig *out) {
     memset(out, 0, sizeof *out);
     out->vocab = vocab;
@@ -29,7 +45,8 @@ const char *lm_config_from_options(const Config *cfg, int64_t vocab, LmConfig *o
     const char *e = lm_parse_layers(out, cfg_str(cfg, "layers"));
     if (e) return e;
     out->moe = moe_config_from_options(cfg, out->dim);
-    out->dropout = (real)cfg_float(cfg, "dropout");
+    out->drop = dropouts_from_options(cfg);
+    out->label_smoothing = (real)cfg_float(cfg, "label-smoothing");
     out->residual = cfg_bool(cfg, "residual");
     out->tied = cfg_bool(cfg, "tied-embeddings");
     out->sampled = !strcmp(cfg_str(cfg, "softmax"), "sampled");
@@ -80,9 +97,11 @@ const char *s2s_config_from_options(const Config *cfg, int64_t vocab, S2sConfig 
     if (attention_type_parse(cfg_str(cfg, "attention"), &out->attention)) return "--attention: unknown form";
     out->att_dim = cfg_int(cfg, "dim-attention");
     out->moe = moe_config_from_options(cfg, out->dim);
-    out->dropout = (real)cfg_float(cfg, "dropout");
+    out->drop = dropouts_from_options(cfg);
+    out->label_smoothing = (real)cfg_float(cfg, "label-smoothing");
     out->residual = cfg_bool(cfg, "residual");
-    out->tied = cfg_bool(cfg, "tied-embeddings");
+    out->tied_all = cfg_bool(cfg, "tied-embeddings-all");
+    out->tied = cfg_bool(cfg, "tied-embeddings") || out->tied_all;
     out->sampled = !strcmp(cfg_str(cfg, "softmax"), "sampled");
     out->samples = cfg_int(cfg, "softmax-samples");
     out->chunk = cfg_int(cfg, "softmax-chunk");
@@ -106,7 +125,10 @@ void s2s_config_describe(const S2sConfig *c, char *buf, size_t n) {
         snprintf(lstm, sizeof lstm, "%lld/%lld", (long long)c->rnn, (long long)c->proj);
     else
         snprintf(lstm, sizeof lstm, "%lld", (long long)c->rnn);
-    snprintf(buf, n, "encoder %d%s x lstm %s | decoder %d x lstm %s | dim %lld | attention %s %lld | moe %s | vocab %lld",
+    snprintf(buf, n,
+             "encoder %d%s x lstm %s | decoder %d x lstm %s | dim %lld | attention %s %lld | moe %s | vocab %lld%s",
              c->enc_depth, c->enc_bidir ? " (first bidirectional)" : "", lstm, c->dec_depth, lstm, (long long)c->dim,
-             attention_type_name(c->attention), (long long)c->att_dim, moe, (long long)c->vocab);
+             attention_type_name(c->attention), (long long)c->att_dim, moe, (long long)c->vocab,
+             c->tied_all ? " | embeddings tied (source, target, softmax)" : c->tied ? " | embeddings tied (target, softmax)"
+                                                                                    : "");
 }

@@ -17,7 +17,11 @@ const char *s2s_config_error(const S2sConfig *c) {
         return "--enc-depth and --dec-depth must be in [1, 8]";
     if (c->enc_moe_after < 0 || c->enc_moe_after > c->enc_depth) return "--enc-moe-after must be in [0, --enc-depth]";
     if (c->dec_moe_after < 0 || c->dec_moe_after > c->dec_depth) return "--dec-moe-after must be in [0, --dec-depth]";
-    if (c->dropout < 0 || c->dropout >= 1) return "--dropout must be in [0, 1)";
+    const char *de = dropouts_error(&c->drop);
+    if (de) return de;
+    if (!(c->label_smoothing >= 0 && c->label_smoothing < 1)) return "--label-smoothing must be in [0, 1)";
+    if (c->label_smoothing > 0 && c->sampled)
+        return "--label-smoothing needs the full softmax in training (--softmax full)";
     int64_t out = c->proj ? c->proj : c->rnn;
     if (out != c->dim) {
         snprintf(msg, sizeof msg, "LSTM layers output %lld values but the model is %lld wide: set --dim-proj (or --dim-rnn) "
@@ -43,8 +47,14 @@ void s2s_init(S2s *m, ParamStore *ps, const S2sConfig *cfg) {
     m->cfg.moe.dim = cfg->dim;
     int64_t D = cfg->dim, H = cfg->rnn, P = cfg->proj;
     char name[64];
-    embedding_init(&m->src_emb, ps, "s2s.src_emb", cfg->vocab, D);
-    embedding_init(&m->tgt_emb, ps, "s2s.tgt_emb", cfg->vocab, D);
+    if (cfg->tied_all) {
+        /* one table for source words, target words and (tied) the softmax */
+        embedding_init(&m->tgt_emb, ps, "s2s.tgt_emb", cfg->vocab, D);
+        m->src_emb = m->tgt_emb;
+    } else {
+        embedding_init(&m->src_emb, ps, "s2s.src_emb", cfg->vocab, D);
+        embedding_init(&m->tgt_emb, ps, "s2s.tgt_emb", cfg->vocab, D);
+    }
     m->site_src = nn_site("s2s.src_emb", 0);
     m->site_tgt = nn_site("s2s.tgt_emb", 0);
     for (int l = 0; l < cfg->enc_depth; l++) {
@@ -69,10 +79,20 @@ void s2s_init(S2s *m, ParamStore *ps, const S2sConfig *cfg) {
         m->site_dmoe = nn_site("s2s.dec_moe", 0);
     }
     attention_init(&m->att, ps, "s2s.att", cfg->attention, D, D, cfg->att_dim);
-    if (cfg->tied)
+    if (cfg->tied || cfg->tied_all)
         softmax_init_tied(&m->sm, ps, "s2s.softmax", m->tgt_emb.w, cfg->chunk);
     else
         softmax_init(&m->sm, ps, "s2s.softmax", cfg->vocab, D, cfg->chunk);
+    m->sm.smoothing = cfg->label_smoothing;
+}
+
+/* Dropout after decoder layer l and after the decoder MoE: the layer that
+ * feeds the softmax takes the softmax site's rate. */
+static real dec_dropout(const S2sConfig *c, int l) {
+    return l == c->dec_depth - 1 && c->dec_moe_after != c->dec_depth ? c->drop.out : c->drop.rnn;
+}
+static real dec_moe_dropout(const S2sConfig *c) {
+    return c->dec_moe_after == c->dec_depth ? c->drop.out : c->drop.moe;
 }
 
 int64_t s2s_count_params(const S2sConfig *cfg, int exclude_embed_softmax) {
@@ -178,7 +198,7 @@ static Tensor encode(Ctx *c, const S2s *m, const Dev *d, EncCache *k, double *mo
     int64_t N = (int64_t)d->S * d->B, D = cfg->dim;
     Tensor x = nn_tensor(c, DT_F32, N, D);
     embedding_forward(c, &m->src_emb, d->src, x);
-    nn_dropout(c, x, x, cfg->dropout, m->site_src);
+    nn_dropout(c, x, x, cfg->drop.emb, m->site_src);
     k->x0 = x;
     for (int l = 0; l < cfg->enc_depth; l++) {
         k->in[l] = x;
@@ -188,13 +208,13 @@ static Tensor encode(Ctx *c, const S2s *m, const Dev *d, EncCache *k, double *mo
         else
             lstm_forward(c, &m->enc[l], x, d->S, d->B, d->src_mask, NULL, 0, k->y[l], NULL, &k->lc[l]);
         k->out[l] = nn_tensor(c, DT_F32, N, D);
-        nn_dropout(c, k->y[l], k->out[l], cfg->dropout, m->site_enc[l]);
+        nn_dropout(c, k->y[l], k->out[l], cfg->drop.rnn, m->site_enc[l]);
         if (cfg->residual) OP(c->be, axpby, 1, x, 1, k->out[l]);
         x = k->out[l];
         if (cfg->enc_moe_after == l + 1) {
             k->moe_out = nn_tensor(c, DT_F32, N, D);
-            moe_block_forward(c, &m->enc_moe, x, d->src_valid, d->src_keys, cfg->dropout, m->site_emoe, cfg->residual,
-                              k->moe_out, &k->mb);
+            moe_block_forward(c, &m->enc_moe, x, d->src_valid, d->src_keys, cfg->drop.moe, m->site_emoe,
+                              cfg->residual, k->moe_out, &k->mb);
             if (moe_losses) moe_block_losses(c, &k->mb, moe_losses);
             if (stats) moe_stats(c, &m->enc_moe, &k->mb.mc, stats);
             x = k->moe_out;
@@ -209,11 +229,12 @@ static void encode_backward(Ctx *c, const S2s *m, const Dev *d, EncCache *k, Ten
     for (int l = cfg->enc_depth - 1; l >= 0; l--) {
         if (cfg->enc_moe_after == l + 1) {
             Tensor dm = nn_tensor(c, DT_F32, N, D);
-            moe_block_backward(c, &m->enc_moe, &k->mb, d->src_valid, cfg->dropout, m->site_emoe, cfg->residual, dx, dm);
+            moe_block_backward(c, &m->enc_moe, &k->mb, d->src_valid, cfg->drop.moe, m->site_emoe, cfg->residual, dx,
+                               dm);
             dx = dm;
         }
         Tensor dy = nn_tensor(c, DT_F32, N, D), din = nn_tensor(c, DT_F32, N, D);
-        nn_dropout_backward(c, dx, dy, cfg->dropout, m->site_enc[l]);
+        nn_dropout_backward(c, dx, dy, cfg->drop.rnn, m->site_enc[l]);
         if (l == 0 && cfg->enc_bidir)
             bilstm_backward(c, &m->enc_bi, &k->bc, dy, din);
         else
@@ -221,7 +242,7 @@ static void encode_backward(Ctx *c, const S2s *m, const Dev *d, EncCache *k, Ten
         if (cfg->residual) OP(c->be, axpby, 1, dx, 1, din);
         dx = din;
     }
-    nn_dropout_backward(c, dx, dx, cfg->dropout, m->site_src);
+    nn_dropout_backward(c, dx, dx, cfg->drop.emb, m->site_src);
     embedding_backward(c, &m->src_emb, d->src, dx);
 }
 
@@ -325,7 +346,7 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
     /* decoder layer 1 with input feeding, one step at a time */
     Tensor E = nn_tensor(c, DT_F32, NT, D);
     embedding_forward(c, &m->tgt_emb, d.tgt_in, E);
-    nn_dropout(c, E, E, cfg->dropout, m->site_tgt);
+    nn_dropout(c, E, E, cfg->drop.emb, m->site_tgt);
     Tensor X1 = nn_zeros(c, DT_F32, NT, 2 * D), H1 = nn_tensor(c, DT_F32, NT, D), C1 = nn_tensor(c, DT_F32, NT, H),
            Ctxs = nn_tensor(c, DT_F32, NT, D);
     OP(be, copy, tcols(X1, 0, D), E);
@@ -347,7 +368,7 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
     LstmCache lc[S2S_MAX_DEPTH];
     MoeBlockCache mb;
     Tensor x = nn_tensor(c, DT_F32, NT, D);
-    nn_dropout(c, H1, x, cfg->dropout, m->site_dec[0]);
+    nn_dropout(c, H1, x, dec_dropout(cfg, 0), m->site_dec[0]);
     outs[0] = x;
     for (int l = 0; l < cfg->dec_depth; l++) {
         if (l > 0) {
@@ -357,15 +378,15 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
             ys[l] = nn_tensor(c, DT_F32, NT, D);
             lstm_forward(c, &m->dec[l], ins[l], T, B, d.tgt_mask, NULL, 0, ys[l], NULL, &lc[l]);
             outs[l] = nn_tensor(c, DT_F32, NT, D);
-            nn_dropout(c, ys[l], outs[l], cfg->dropout, m->site_dec[l]);
+            nn_dropout(c, ys[l], outs[l], dec_dropout(cfg, l), m->site_dec[l]);
             if (cfg->residual) OP(be, axpby, 1, x, 1, outs[l]);
             x = outs[l];
         }
         if (cfg->dec_moe_after == l + 1) {
             moe_in = x;
             moe_out = nn_tensor(c, DT_F32, NT, D);
-            moe_block_forward(c, &m->dec_moe, x, d.tgt_valid, d.tgt_keys, cfg->dropout, m->site_dmoe, cfg->residual,
-                              moe_out, &mb);
+            moe_block_forward(c, &m->dec_moe, x, d.tgt_valid, d.tgt_keys, dec_moe_dropout(cfg), m->site_dmoe,
+                              cfg->residual, moe_out, &mb);
             moe_block_losses(c, &mb, res->moe);
             x = moe_out;
         }
@@ -382,9 +403,9 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
     } else {
         softmax_full_forward(c, &m->sm, x, d.tgt_out, d.w, loss, &smc);
     }
-    res->ce = be_read_scalar(be, loss, 0);
+    res->loss = be_read_scalar(be, loss, 0);
+    res->ce = tnull(smc.nll) || smc.sampled ? res->loss : be_read_scalar(be, smc.nll, 0);
     res->ntok = d.ntok;
-    res->loss = res->ce;
     for (int i = 0; i < MOE_LOSS_N; i++) res->loss += res->moe[i];
 
     if (backward) {
@@ -394,12 +415,13 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
         for (int l = cfg->dec_depth - 1; l >= 0; l--) {
             if (cfg->dec_moe_after == l + 1) {
                 Tensor dm = nn_tensor(c, DT_F32, NT, D);
-                moe_block_backward(c, &m->dec_moe, &mb, d.tgt_valid, cfg->dropout, m->site_dmoe, cfg->residual, dx, dm);
+                moe_block_backward(c, &m->dec_moe, &mb, d.tgt_valid, dec_moe_dropout(cfg), m->site_dmoe, cfg->residual,
+                                   dx, dm);
                 dx = dm;
             }
             if (l == 0) break;
             Tensor dy = nn_tensor(c, DT_F32, NT, D), dz = nn_tensor(c, DT_F32, NT, 2 * D);
-            nn_dropout_backward(c, dx, dy, cfg->dropout, m->site_dec[l]);
+            nn_dropout_backward(c, dx, dy, dec_dropout(cfg, l), m->site_dec[l]);
             lstm_backward(c, &m->dec[l], &lc[l], dy, NULL, dz, NULL);
             OP(be, axpby, 1, tcols(dz, D, D), 1, dCtx);
             Tensor dprev = nn_tensor(c, DT_F32, NT, D);
@@ -408,7 +430,7 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
             dx = dprev;
         }
         Tensor dH1 = nn_tensor(c, DT_F32, NT, D);
-        nn_dropout_backward(c, dx, dH1, cfg->dropout, m->site_dec[0]);
+        nn_dropout_backward(c, dx, dH1, dec_dropout(cfg, 0), m->site_dec[0]);
         /* the input-feeding loop in reverse */
         Tensor dX1 = nn_tensor(c, DT_F32, NT, 2 * D), dq = nn_tensor(c, DT_F32, B, D);
         LstmState dst = {nn_zeros(c, DT_F32, B, D), nn_zeros(c, DT_F32, B, H)};
@@ -422,7 +444,7 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
         }
         Tensor dE = nn_tensor(c, DT_F32, NT, D);
         OP(be, copy, dE, tcols(dX1, 0, D));
-        nn_dropout_backward(c, dE, dE, cfg->dropout, m->site_tgt);
+        nn_dropout_backward(c, dE, dE, cfg->drop.emb, m->site_tgt);
         embedding_backward(c, &m->tgt_emb, d.tgt_in, dE);
         Tensor denc = nn_tensor(c, DT_F32, (int64_t)S * B, D);
         attention_keys_backward(c, &m->att, &keys, denc);

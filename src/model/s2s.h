@@ -15,6 +15,7 @@
 #ifndef MOE_MODEL_S2S_H
 #define MOE_MODEL_S2S_H
 
+#include "model/dropouts.h"
 #include "nn/attention.h"
 #include "nn/lstm.h"
 #include "nn/moe.h"
@@ -33,9 +34,11 @@ typedef struct S2sConfig {
     AttnType attention;
     int64_t att_dim;
     MoeConfig moe;
-    real dropout;
+    Dropouts drop;          /* dropout per site (model/dropouts.h); out: the top decoder layer */
+    real label_smoothing;   /* of the full softmax in training (0 = off) */
     int residual;
     int tied;               /* target embedding = softmax weights */
+    int tied_all;           /* and the source embedding is the target one too */
     int sampled;            /* sampled softmax in training */
     int64_t samples, chunk;
 } S2sConfig;

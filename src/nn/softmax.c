@@ -95,19 +95,21 @@ static void chunk_logits(Ctx *c, const Softmax *sm, Tensor H, int64_t c0, int64_
     OP(c->be, add_row, lg, bias_row(param_val(c->ps, sm->b), c0, n));
 }
 
-/* Running max m, sum s and target logit tl over all chunks. */
-static void full_scan(Ctx *c, const Softmax *sm, Tensor H, Tensor targets, Tensor m, Tensor s, Tensor tl) {
+/* Running max m, sum s and target logit tl over all chunks, and the sum of
+ * every row's logits in zs unless it is none. */
+static void full_scan(Ctx *c, const Softmax *sm, Tensor H, Tensor targets, Tensor m, Tensor s, Tensor tl, Tensor zs) {
     int64_t N = H.r, V = sm->vocab, C = chunk_of(sm);
     OP(c->be, fill, m, -INFINITY);
     OP(c->be, fill, s, 0.0);
     OP(c->be, fill, tl, 0.0);
+    if (!tnull(zs)) OP(c->be, fill, zs, 0.0);
     size_t mk = arena_mark(c->arena);
     real *buf = arena_alloc(c->arena, (size_t)(N * C) * sizeof(real));
     for (int64_t c0 = 0; c0 < V; c0 += C) {
         int64_t n = C < V - c0 ? C : V - c0;
         Tensor lg = tmat(buf, DT_F32, N, n);
         chunk_logits(c, sm, H, c0, n, lg);
-        OP(c->be, ce_chunk_fwd, lg, c0, targets, m, s, tl);
+        OP(c->be, ce_chunk_fwd, lg, c0, targets, m, s, tl, zs);
     }
     arena_release(c->arena, mk);
 }
@@ -121,10 +123,26 @@ void softmax_full_forward(Ctx *c, const Softmax *sm, Tensor H, Tensor targets, T
     cache->targets = targets;
     cache->w = w;
     cache->lse = nn_tensor(c, DT_F32, 1, N);
+    cache->nll = tnone();
+    cache->ls = c->train ? sm->smoothing : 0;
+    if (cache->ls > 0) cache->nll = nn_zeros(c, DT_F32, 1, 1);
     size_t mk = arena_mark(c->arena);
     Tensor m = nn_tensor(c, DT_F32, 1, N), s = nn_tensor(c, DT_F32, 1, N), tl = nn_tensor(c, DT_F32, 1, N);
-    full_scan(c, sm, H, targets, m, s, tl);
-    OP(c->be, ce_finish, m, s, tl, w, cache->lse, loss);
+    Tensor zs = cache->ls > 0 ? nn_tensor(c, DT_F32, 1, N) : tnone();
+    full_scan(c, sm, H, targets, m, s, tl, zs);
+    if (cache->ls > 0) {
+        /* (1 - ls) * nll + ls * sum_t w[t] * (lse[t] - mean of row t's logits) */
+        real ls = cache->ls;
+        OP(c->be, ce_finish, m, s, tl, w, cache->lse, cache->nll);
+        OP(c->be, axpby, 1 - ls, cache->nll, 1, loss);
+        Tensor u = nn_tensor(c, DT_F32, 1, N), part = nn_tensor(c, DT_F32, 1, 1);
+        OP(c->be, copy, u, cache->lse);
+        OP(c->be, axpby, -1 / (real)sm->vocab, zs, 1, u);
+        OP(c->be, rowdot, w, u, 0, part);
+        OP(c->be, axpby, ls, part, 1, loss);
+    } else {
+        OP(c->be, ce_finish, m, s, tl, w, cache->lse, loss);
+    }
     arena_release(c->arena, mk);
 }
 
@@ -137,7 +155,7 @@ void softmax_logprob(Ctx *c, const Softmax *sm, Tensor H, Tensor targets, Tensor
     Tensor m = nn_tensor(c, DT_F32, 1, N), s = nn_tensor(c, DT_F32, 1, N), tl = nn_tensor(c, DT_F32, 1, N);
     Tensor lse = nn_tensor(c, DT_F32, 1, N);
     Tensor w0 = nn_zeros(c, DT_F32, 1, N), loss0 = nn_zeros(c, DT_F32, 1, 1);
-    full_scan(c, sm, H, targets, m, s, tl);
+    full_scan(c, sm, H, targets, m, s, tl, tnone());
     OP(c->be, ce_finish, m, s, tl, w0, lse, loss0); /* w = 0: only lse is wanted */
     Tensor lp = treshape(logp, 1, N);
     OP(c->be, copy, lp, tl);
@@ -164,7 +182,7 @@ static void full_backward(Ctx *c, const Softmax *sm, const SoftmaxCache *k, Tens
         int64_t n = C < V - c0 ? C : V - c0;
         Tensor lg = tmat(buf, DT_F32, N, n);
         chunk_logits(c, sm, H, c0, n, lg);
-        OP(c->be, ce_chunk_bwd, lg, c0, k->targets, k->lse, k->w);
+        OP(c->be, ce_chunk_bwd, lg, c0, k->targets, k->lse, k->w, k->ls, V);
         if (!tnull(dH)) OP(c->be, gemm, 0, 0, 1, lg, trows(W, c0, n), c0 == 0 ? 0 : 1, dH);
         OP(c->be, gemm, 1, 0, 1, lg, H, 1, trows(gW, c0, n));
         OP(c->be, sum_rows, 1, lg, 1, bias_row(gb, c0, n));

@@ -15,6 +15,11 @@
  * where loss is a 1-element device tensor the caller zeroes once per step.
  * Positions with w[t] == 0 contribute nothing, to the loss or the gradients.
  *
+ * Label smoothing (Szegedy et al. 2016; the full softmax in training only,
+ * Softmax.smoothing = eps > 0): the target is (1 - eps) one-hot + eps / V
+ * uniform, so loss[0] += sum_t w[t] * ((1 - eps) * nll_t + eps * (lse_t -
+ * mean_v logit_tv)); the plain sum_t w[t] * nll_t goes to cache->nll. 
+ *
  * Full softmax: logits_c = H W_c^T + b_c per chunk of C columns, never more
  * than N x C at a time (ce_chunk_fwd's online log-sum-exp, then ce_finish).
  * Backward recomputes each chunk's logits and applies ce_chunk_bwd, then
@@ -46,6 +51,7 @@ typedef struct Softmax {
     int64_t vocab, dim;
     int64_t chunk;     /* columns per chunk of the full softmax (may be changed between calls) */
     uint32_t site;     /* RNG site of the candidate sampler */
+    real smoothing;    /* label smoothing of the full softmax in training (0 = off) */
     LogUniformSampler sampler;
 } Softmax;
 
@@ -58,6 +64,8 @@ typedef struct SoftmaxCache {
     int sampled;
     Tensor H, targets, w; /* referenced inputs */
     Tensor lse;           /* full: [1 x N] log partition function */
+    real ls;              /* full: the label smoothing this forward used */
+    Tensor nll;           /* full with ls > 0: [1 x 1] the unsmoothed loss (none otherwise: loss is it) */
     /* sampled: the sampled_ce op returns the gradients in forward */
     Tensor ids;           /* I32 [1 x S] the samples */
     Tensor dlogits;       /* [N x S] dloss / d(sample logits) */

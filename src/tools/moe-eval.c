@@ -167,18 +167,31 @@ static void score(const Config *cfg, Lines *hyps, const char *hyp_name, Lines *r
     }
     const char **rv = xmalloc((size_t)nrefs * sizeof(char *), "references");
     char out[8192], sig[512];
-    if (json && nm > 1) printf("[\n");
-    for (size_t k = 0; k < nm; k++) {
-        if (!strcmp(metrics[k], "bleu")) {
-            bleu_opts o = none ? bleu_multibleu_opts(lower) : bleu_default_opts();
-            o.lowercase = lower;
+    /* Cased BLEU is also given lowercased, as most of the literature reports it
+     * (unless --lowercase already asked for that, or for Moses-style scoring). */
+    int jobs = 0, job_metric[16], job_lower[16];
+    for (size_t k = 0; k < nm && jobs < 15; k++) {
+        job_metric[jobs] = (int)k;
+        job_lower[jobs++] = lower;
+        if (!strcmp(metrics[k], "bleu") && !lower && !none) {
+            job_metric[jobs] = (int)k;
+            job_lower[jobs++] = 1;
+        }
+    }
+    if (json && jobs > 1) printf("[\n");
+    for (int j = 0; j < jobs; j++) {
+        const char *metric = metrics[job_metric[j]];
+        int lc = job_lower[j];
+        if (!strcmp(metric, "bleu")) {
+            bleu_opts o = none ? bleu_multibleu_opts(lc) : bleu_default_opts();
+            o.lowercase = lc;
             bleu *b = bleu_new(&o);
             for (int64_t i = 0; i < hyps->n; i++) {
                 for (int r = 0; r < nrefs; r++) rv[r] = refs[r].l[i];
                 bleu_add(b, hyps->l[i], rv, nrefs, NULL);
             }
             bleu_score s = bleu_corpus_score(b);
-            if (!none && bleu_looks_tokenized(b)) log_warn("%s", bleu_tokenized_warning());
+            if (!none && !lc && bleu_looks_tokenized(b)) log_warn("%s", bleu_tokenized_warning());
             bleu_signature(&o, bleu_nrefs(b), IMPL, sig, sizeof sig);
             if (json)
                 bleu_format_json(&s, sig, 1, out, sizeof out);
@@ -189,7 +202,7 @@ static void score(const Config *cfg, Lines *hyps, const char *hyp_name, Lines *r
             bleu_free(b);
         } else {
             chrf_opts o = chrf_default_opts();
-            o.lowercase = lower;
+            o.lowercase = lc;
             chrf *c = chrf_new(&o);
             for (int64_t i = 0; i < hyps->n; i++) {
                 for (int r = 0; r < nrefs; r++) rv[r] = refs[r].l[i];
@@ -203,9 +216,9 @@ static void score(const Config *cfg, Lines *hyps, const char *hyp_name, Lines *r
                 chrf_format_text(&o, v, sig, 1, out, sizeof out);
             chrf_free(c);
         }
-        printf("%s%s\n", out, json && nm > 1 && k + 1 < nm ? "," : "");
+        printf("%s%s\n", out, json && jobs > 1 && j + 1 < jobs ? "," : "");
     }
-    if (json && nm > 1) printf("]\n");
+    if (json && jobs > 1) printf("]\n");
     free(rv);
 }
 

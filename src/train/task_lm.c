@@ -67,7 +67,8 @@ static Vocab *vocab_setup(const Config *cfg) {
 static void check_same_architecture(const LmConfig *a, const LmConfig *b, const char *path) {
     LmConfig x = *a, y = *b;
     /* training-only settings may change between runs */
-    x.dropout = y.dropout = 0;
+    x.drop = y.drop = DROPOUTS_ALL(0);
+    x.label_smoothing = y.label_smoothing = 0;
     x.sampled = y.sampled = 0;
     x.samples = y.samples = 0;
     x.chunk = y.chunk = 0;

@@ -74,7 +74,8 @@ static void spm_setup(S2sTask *k, const Config *cfg) {
 
 static void check_same_architecture(const S2sConfig *a, const S2sConfig *b, const char *path) {
     S2sConfig x = *a, y = *b;
-    x.dropout = y.dropout = 0;
+    x.drop = y.drop = DROPOUTS_ALL(0);
+    x.label_smoothing = y.label_smoothing = 0;
     x.sampled = y.sampled = 0;
     x.samples = y.samples = 0;
     x.chunk = y.chunk = 0;
@@ -166,6 +167,7 @@ static ParBatchOpts batch_opts(const S2sTask *k, const Config *cfg) {
     o.words = cfg_int(cfg, "mini-batch-words");
     o.sents = cfg_is_set(cfg, "mini-batch") ? cfg_int(cfg, "mini-batch") : 0;
     o.shuffle = 1;
+    o.seed = (uint64_t)cfg_int(cfg, "seed"); /* --seed reaches the data order */
     o.bos = spm_bos_id(k->spm);
     o.eos = spm_eos_id(k->spm);
     o.src_eos = 1;

@@ -50,7 +50,11 @@ static void write_model(Trainer *tr, const char *path, int settle) {
         free(yaml);
     }
     tr->task->ops->write_model(tr->task, tr, w);
+    /* the model file holds the smoothed weights (--exponential-smoothing) */
+    int swap = !tr->ema.swapped;
+    if (swap) ema_swap_in(&tr->ema, &tr->ps);
     int rc = model_write_params(w, &tr->ps, tr->comm, err, sizeof err);
+    if (swap) ema_swap_out(&tr->ema, &tr->ps);
     if (!w) return;
     if (ckpt_writer_status(w) || rc) {
         if (ckpt_writer_status(w)) snprintf(err, sizeof err, "%s", ckpt_writer_errmsg(w));
@@ -83,6 +87,11 @@ static void write_state(Trainer *tr, const char *path) {
     }
     tr->task->ops->write_state(tr->task, tr, w);
     int rc = model_write_opt(w, &tr->ps, &tr->opt, tr->comm, err, sizeof err);
+    /* the trained weights, when the model file holds smoothed ones */
+    if (ema_on(&tr->ema)) {
+        if (w) ckpt_put_i64(w, "trained-weights", 1);
+        if (!rc) rc = model_write_params(w, &tr->ps, tr->comm, err, sizeof err);
+    }
     if (!w) return;
     if (ckpt_writer_status(w) || rc) {
         if (ckpt_writer_status(w)) snprintf(err, sizeof err, "%s", ckpt_writer_errmsg(w));
@@ -120,6 +129,7 @@ static void resume(Trainer *tr, int mode) {
     if (model_read_params(m, tr->paths.model, &tr->ps, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
     ckpt_get_i64(m, "step", &tr->pr.step);
     ckpt_close(m);
+    ema_reset(&tr->ema, &tr->ps); /* the model file's weights are the smoothed ones */
     if (mode != RECOVER_BOTH || cfg_bool(tr->cfg, "no-optimizer-reload")) {
         if (mode == RECOVER_BOTH) log_line("ckpt", "weights restored, optimizer state not (--no-optimizer-reload)");
         return;
@@ -136,6 +146,10 @@ static void resume(Trainer *tr, int mode) {
     if (missing || optim_load_counters(&tr->opt, oc, n / sizeof(int64_t), err, sizeof err))
         FATAL(EXIT_RUNTIME, "%s: %s", tr->paths.state, err[0] ? err : "no optimizer counters");
     if (model_read_opt(s, tr->paths.state, &tr->ps, &tr->opt, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
+    /* a run with --exponential-smoothing keeps its trained weights in the state */
+    int64_t trained = 0;
+    ckpt_get_i64(s, "trained-weights", &trained);
+    if (trained && model_read_params(s, tr->paths.state, &tr->ps, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
     ckpt_get_i64(s, "epoch", &tr->pr.epoch);
     ckpt_get_i64(s, "tokens", &tr->pr.tokens);
     ckpt_get_f64(s, "best", &tr->pr.best);
@@ -149,7 +163,18 @@ static void resume(Trainer *tr, int mode) {
 /* ---- validation ------------------------------------------------------------------- */
 
 /* Returns 1 when training should stop (early stopping). */
+static int validate_smoothed(Trainer *tr);
+
+/* Validation (and --keep-best) sees the smoothed weights. */
 static int validate(Trainer *tr) {
+    ema_swap_in(&tr->ema, &tr->ps);
+    int stop = validate_smoothed(tr);
+    ema_swap_out(&tr->ema, &tr->ps);
+    tr->validated_step = tr->pr.step;
+    return stop;
+}
+
+static int validate_smoothed(Trainer *tr) {
     size_t nm = 0;
     const char *const *metrics = cfg_list(tr->cfg, "valid-metrics", &nm);
     double t0 = now_s();
@@ -336,6 +361,7 @@ int trainer_run(Config *cfg, Task *task) {
     if (is_root(tr)) tr->comm->ops->barrier(tr->comm);
     if (tr->ps.dist) log_comm(tr);
     setup_optimizer(tr);
+    ema_init(&tr->ema, &tr->ps, cfg_float(cfg, "exponential-smoothing"));
     /* what this process will hold (the [memory] line after the first update has the measure) */
     PlanResult plan;
     if (!plan_compute(cfg, comm_world(tr->comm), 1, tr->vocab, &plan, err, sizeof err))
@@ -350,14 +376,16 @@ int trainer_run(Config *cfg, Task *task) {
                     .seed = (uint64_t)cfg_int(cfg, "seed"),
                     .comm = tr->ps.dist ? tr->comm : NULL};
     task->ops->setup_data(task, tr);
-    if (mode != RECOVER_NONE)
+    if (mode != RECOVER_NONE) {
         resume(tr, mode);
-    else
+    } else {
         params_randomize(&tr->ps, (uint64_t)cfg_int(cfg, "seed"));
+        ema_reset(&tr->ema, &tr->ps);
+    }
 
     int64_t disp = cfg_int(cfg, "disp-freq"), vfreq = cfg_int(cfg, "valid-freq"), sfreq = cfg_int(cfg, "save-freq");
     double win_loss = 0, t_win = now_s(), t_start = now_s();
-    int64_t win_tok = 0, win_steps = 0, start_tokens = tr->pr.tokens;
+    int64_t win_tok = 0, win_steps = 0, start_tokens = tr->pr.tokens, start_step = tr->pr.step;
     int exit_code = EXIT_OK, mem_logged = 0;
     const char *why = "end of training";
     MoeStats stats = {0};
@@ -408,6 +436,7 @@ int trainer_run(Config *cfg, Task *task) {
                        "the gradient norm is %g at update %lld; stopping without saving", info.gnorm,
                        (long long)tr->pr.step + 1);
         tr->pr.step++;
+        ema_update(&tr->ema, &tr->ps, tr->pr.step);
         tr->pr.tokens += step_tok;
         if (!mem_logged) {
             /* the first update sized the arena for a step's activations */
@@ -451,11 +480,16 @@ int trainer_run(Config *cfg, Task *task) {
         if (sfreq > 0 && tr->pr.step % sfreq == 0) save(tr, "periodic");
         t_win += now_s() - t_pause; /* throughput counts training time only */
     }
+    /* the model that training ends with is validated too (once per step) */
+    if (exit_code == EXIT_OK && !strcmp(why, "end of training") && vfreq > 0 && tr->validated_step != tr->pr.step &&
+        tr->pr.step > start_step)
+        validate(tr);
     save(tr, why);
     log_line("train", "finished | %s | steps %lld | tokens %lld | %.1fs | tokens/s %.0f", why, (long long)tr->pr.step,
              (long long)tr->pr.tokens, now_s() - t_start, (double)(tr->pr.tokens - start_tokens) / (now_s() - t_start));
     task->ops->free(task);
     arena_destroy(&tr->arena);
+    ema_free(&tr->ema, &tr->ps);
     optim_free(&tr->opt);
     params_destroy(&tr->ps);
     backend_destroy(tr->be);

@@ -27,6 +27,7 @@
 #include "io/ckpt.h"
 #include "nn/moe.h"
 #include "train/checkpoint.h"
+#include "train/ema.h"
 #include "train/optim.h"
 #include "train/schedule.h"
 
@@ -83,6 +84,8 @@ struct Trainer {
     int delay;
     Task *task;
     int64_t vocab;   /* vocabulary size, set by the task's setup_model */
+    Ema ema;         /* --exponential-smoothing */
+    int64_t validated_step; /* the update of the last validation */
 };
 
 /* The optimizer settings of the options (--optimizer, --expert-optimizer, ...). */

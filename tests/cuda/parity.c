@@ -642,19 +642,26 @@ static void test_softmax(void) {
         w[t] = tg[t] < 0 ? 0.0f : rndv(0.5, 1, 1);
     }
     PT T = ivec(tg, N), W = fvec(w, N), m = mat(1, N), s = mat(1, N), tl = mat(1, N), lse = mat(1, N), loss = mat(1, 1);
-    PT logits = matv(N, V);
+    PT zs = mat(1, N);
+    PT logits = matv(N, V), logits_ls = matv(N, V);
     BOTH(fill, X(m), -INFINITY);
     BOTH(fill, X(s), 0.0);
     BOTH(fill, X(tl), 0.0);
-    for (int c0 = 0; c0 < V; c0 += CH) BOTH(ce_chunk_fwd, X(pt_cols(logits, c0, CH)), c0, X(T), X(m), X(s), X(tl));
+    BOTH(fill, X(zs), 0.0);
+    for (int c0 = 0; c0 < V; c0 += CH)
+        BOTH(ce_chunk_fwd, X(pt_cols(logits, c0, CH)), c0, X(T), X(m), X(s), X(tl), X(zs));
     check("ce_chunk_fwd m", m, TOL_EW);
     check("ce_chunk_fwd s", s, TOL_RED);
     check("ce_chunk_fwd tl", tl, TOL_EW);
+    check("ce_chunk_fwd zs", zs, TOL_RED);
     BOTH(ce_finish, X(m), X(s), X(tl), X(W), X(lse), X(loss));
     check("ce_finish lse", lse, TOL_RED);
     check("ce_finish loss", loss, TOL_RED);
-    for (int c0 = 0; c0 < V; c0 += CH) BOTH(ce_chunk_bwd, X(pt_cols(logits, c0, CH)), c0, X(T), X(lse), X(W));
+    for (int c0 = 0; c0 < V; c0 += CH) BOTH(ce_chunk_bwd, X(pt_cols(logits, c0, CH)), c0, X(T), X(lse), X(W), 0, V);
     check("ce_chunk_bwd", logits, TOL_RED);
+    for (int c0 = 0; c0 < V; c0 += CH)
+        BOTH(ce_chunk_bwd, X(pt_cols(logits_ls, c0, CH)), c0, X(T), X(lse), X(W), 0.1f, V);
+    check("ce_chunk_bwd label smoothing", logits_ls, TOL_RED);
     int32_t sm[S];
     for (int j = 0; j < S; j++) sm[j] = j < 3 ? tg[j] : rndi(V); /* accidental hits */
     sm[0] = tg[0] >= 0 ? tg[0] : 1;
@@ -827,7 +834,7 @@ static double rel_d(double a, double b) { return fabs(a - b) / fmax(fabs(a), 1e-
 /* proj: LSTMP (rnn 24 projected to 16) and experts recomputed in backward. */
 static void test_model(const char *label, const char *layers, int groups, int sampled, MoeGating gating, int proj) {
     char name[160];
-    LmConfig cfg = {.vocab = 41, .dim = 16, .rnn = proj ? 24 : 16, .proj = proj ? 16 : 0, .dropout = 0.1f,
+    LmConfig cfg = {.vocab = 41, .dim = 16, .rnn = proj ? 24 : 16, .proj = proj ? 16 : 0, .drop = DROPOUTS_ALL(0.1f),
                     .residual = 1, .sampled = sampled, .samples = 9, .chunk = 16};
     CHECK(!lm_parse_layers(&cfg, layers), "parity: bad layers");
     cfg.moe = moe_config_default(16, groups ? 8 : 6, 2);
@@ -1214,7 +1221,7 @@ static void prec_bits(void) {
  * fp32 CPU. */
 static void prec_model(int prec) {
     char name[160];
-    LmConfig cfg = {.vocab = 41, .dim = 16, .rnn = 16, .proj = 0, .dropout = 0.1f, .residual = 1, .sampled = 0,
+    LmConfig cfg = {.vocab = 41, .dim = 16, .rnn = 16, .proj = 0, .drop = DROPOUTS_ALL(0.1f), .residual = 1, .sampled = 0,
                     .samples = 9, .chunk = 16};
     CHECK(!lm_parse_layers(&cfg, "lstm,moe,lstm"), "parity: bad layers");
     cfg.moe = moe_config_default(16, 6, 2);

@@ -41,7 +41,7 @@ static void grad_fn(void *u) {
 static void setup(Fix *f, const char *layers, int groups, int sampled) {
     memset(f, 0, sizeof *f);
     gc_env_init(&f->env);
-    LmConfig cfg = {.vocab = 13, .dim = 6, .rnn = 6, .proj = 0, .dropout = 0.2, .residual = 1,
+    LmConfig cfg = {.vocab = 13, .dim = 6, .rnn = 6, .proj = 0, .drop = DROPOUTS_ALL(0.2), .residual = 1,
                     .sampled = sampled, .samples = 5, .chunk = 4};
     assert_null(lm_parse_layers(&cfg, layers));
     cfg.moe = moe_config_default(6, groups ? 8 : 5, 2);

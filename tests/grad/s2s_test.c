@@ -41,12 +41,24 @@ static void grad_fn(void *u) {
     s2s_step(&f->env.ctx, &f->m, &f->in, 1, &r, NULL);
 }
 
-static void setup(Fix *f, AttnType att, MoeGating gating, int bidir) {
+/* extra: the training options of the last test (or NULL) */
+typedef struct {
+    Dropouts drop;
+    real label_smoothing;
+    int tied_all;
+} Extra;
+
+static void setup_ex(Fix *f, AttnType att, MoeGating gating, int bidir, const Extra *x) {
     memset(f, 0, sizeof *f);
     gc_env_init(&f->env);
     S2sConfig cfg = {.vocab = V, .dim = 4, .rnn = 5, .proj = 4, .enc_depth = 3, .dec_depth = 2, .enc_moe_after = 2,
-                     .dec_moe_after = 1, .enc_bidir = bidir, .attention = att, .att_dim = 3, .dropout = 0.2,
+                     .dec_moe_after = 1, .enc_bidir = bidir, .attention = att, .att_dim = 3, .drop = DROPOUTS_ALL(0.2),
                      .residual = 1, .chunk = 4};
+    if (x) {
+        cfg.drop = x->drop;
+        cfg.label_smoothing = x->label_smoothing;
+        cfg.tied_all = x->tied_all;
+    }
     cfg.moe = moe_config_default(4, 4, 2);
     cfg.moe.hidden = 5;
     cfg.moe.gating = gating;
@@ -65,6 +77,8 @@ static void setup(Fix *f, AttnType att, MoeGating gating, int bidir) {
     memcpy(f->tlen, tl, sizeof tl);
     f->in = (S2sInput){.S = S, .T = T, .B = B, .src = f->src, .src_len = f->src_len, .tgt_in = f->tin, .tgt_out = f->tout, .tgt_len = f->tlen};
 }
+
+static void setup(Fix *f, AttnType att, MoeGating gating, int bidir) { setup_ex(f, att, gating, bidir, NULL); }
 
 static void run(Fix *f, const char *label) {
     GcVar v[96];
@@ -93,6 +107,27 @@ static void test_additive_batchwise(void **s) {
             v[n++] = gc_var(f.env.ps.p[i].name, param_val(&f.env.ps, i), param_grad(&f.env.ps, i));
     double worst = gradcheck("s2s additive attention, batchwise MoE", &f, loss_fn, grad_fn, v, n, 1e-6, 30, 1e-3, 1e-6);
     assert_true(worst < 1e-6);
+    gc_env_free(&f.env);
+}
+
+/* The training features of translation recipes: a different dropout rate per
+ * site (none before the softmax), label smoothing, and one embedding table
+ * for source, target and softmax. */
+static void test_smoothing_sites_tied_all(void **s) {
+    (void)s;
+    Fix f;
+    Extra x = {.drop = {.emb = 0.1f, .rnn = 0.3f, .moe = 0.2f, .out = 0}, .label_smoothing = 0.1f, .tied_all = 1};
+    setup_ex(&f, ATTN_SEPARABLE, MOE_GATE_NOISY_TOPK, 1, &x);
+    assert_int_equal(params_find(&f.env.ps, "s2s.src_emb"), -1);
+    assert_true(f.m.src_emb.w == f.m.tgt_emb.w && f.m.sm.w == f.m.tgt_emb.w);
+    run(&f, "s2s, label smoothing 0.1, dropout per site, all embeddings tied");
+    /* the objective is the smoothed one; ce stays the plain cross-entropy */
+    S2sResult r;
+    arena_reset(f.env.ctx.arena);
+    s2s_step(&f.env.ctx, &f.m, &f.in, 0, &r, NULL);
+    double moe = 0;
+    for (int i = 0; i < MOE_LOSS_N; i++) moe += r.moe[i];
+    assert_true(fabs(r.loss - moe - r.ce) > 1e-3);
     gc_env_free(&f.env);
 }
 
@@ -128,6 +163,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_separable_noisy),
         cmocka_unit_test(test_additive_batchwise),
+        cmocka_unit_test(test_smoothing_sites_tied_all),
         cmocka_unit_test(test_decoder_matches_training_graph),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,11 +1,13 @@
 /* Gradient checks of the softmax output layers (float64 build): the full
  * softmax over several chunks with a padding target, the same with W tied to
  * an embedding that also produces the input, and the sampled softmax with
- * accidental hits, repeated targets and a padding target (samples fixed).
+ * accidental hits, repeated targets and a padding target (samples fixed);
+ * the full softmax with label smoothing.
  *
  * Tolerance: relative error < 1e-6 with h = 1e-6, the denominator floored at
  * 1e-3 (atol): central differences of an O(1) loss carry ~1e-10 of rounding
  * noise, so components below 1e-3 are held to ~1e-9 absolute instead. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -122,6 +124,58 @@ static void test_full(void **state) {
     gc_env_free(&f.env);
 }
 
+/* Label smoothing 0.1 on the same problem: the objective's gradient, the
+ * objective itself against a direct computation, and the plain
+ * cross-entropy left in cache.nll. In evaluation nothing is smoothed. */
+static void test_full_smoothing(void **state) {
+    (void)state;
+    Fix f = {0};
+    gc_env_init(&f.env);
+    softmax_init(&f.sm, &f.env.ps, "out", 11, 5, 4);
+    f.sm.smoothing = 0.1;
+    gc_env_alloc(&f.env, 0.5);
+    setup_io(&f, 7, 5, full_targets, full_w);
+    GcVar v[4];
+    int n = gc_params(&f.env.ps, v, 4);
+    v[n++] = gc_var("H", f.H, f.dH);
+    double worst =
+        gradcheck("softmax full, label smoothing 0.1", &f, loss_fn, grad_fn, v, n, 1e-6, 0, 1e-3, 1e-6);
+    assert_true(worst < 1e-6);
+    /* the values, from the logits in double */
+    Ctx *c = &f.env.ctx;
+    const real *W = param_val(&f.env.ps, f.sm.w).p, *b = param_val(&f.env.ps, f.sm.b).p, *H = f.H.p;
+    double obj = 0, nll = 0;
+    for (int t = 0; t < 7; t++) {
+        if (full_w[t] == 0) continue;
+        double z[11], mx = -1e300, s = 0, mean = 0;
+        for (int v2 = 0; v2 < 11; v2++) {
+            z[v2] = b[v2];
+            for (int j = 0; j < 5; j++) z[v2] += H[t * 5 + j] * W[v2 * 5 + j];
+            mx = z[v2] > mx ? z[v2] : mx;
+            mean += z[v2] / 11;
+        }
+        for (int v2 = 0; v2 < 11; v2++) s += exp(z[v2] - mx);
+        double lse = mx + log(s), ce = lse - z[full_targets[t]];
+        nll += full_w[t] * ce;
+        obj += full_w[t] * (0.9 * ce + 0.1 * (lse - mean));
+    }
+    arena_reset(c->arena);
+    SoftmaxCache cache;
+    forward(&f, f.H, &cache);
+    assert_false(tnull(cache.nll));
+    assert_true(fabs(((real *)f.loss.p)[0] - obj) < 1e-12 * fabs(obj) + 1e-12);
+    assert_true(fabs(((real *)cache.nll.p)[0] - nll) < 1e-12 * fabs(nll) + 1e-12);
+    assert_true(obj > nll * 0.9); /* the smoothing term is there */
+    c->train = 0;
+    arena_reset(c->arena);
+    forward(&f, f.H, &cache);
+    assert_true(tnull(cache.nll));
+    assert_true(fabs(((real *)f.loss.p)[0] - nll) < 1e-12 * fabs(nll) + 1e-12);
+    c->train = 1;
+    free_io(&f);
+    gc_env_free(&f.env);
+}
+
 /* W tied to the embedding that also produces H: both paths add into the
  * shared table's gradient. */
 static void test_full_tied(void **state) {
@@ -193,6 +247,7 @@ static void test_sampled(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
+        cmocka_unit_test(test_full_smoothing),
         cmocka_unit_test(test_full_tied),
         cmocka_unit_test(test_sampled),
     };
