@@ -156,6 +156,7 @@ const int32_t *cu_offs_host(Backend *be, const char *op, Tensor offs, int64_t n)
     }
     int slot = keep_offs_slot(im->offs, CU_OFFS);
     KeepOffs *o = &im->offs[slot];
+    o->p = NULL; /* empty until the download below has filled it (it may report an earlier op's error) */
     size_t bytes = (size_t)(n ? n : 1) * sizeof(int32_t);
     if (bytes > o->cap) {
         free(o->h);
