@@ -5,6 +5,8 @@
 #   make bench      CPU benchmarks (throughput, GFLOP/s)
 #   make demo       train a small MoE language model on real text and evaluate it
 #   make cuda       only the CUDA backend;  make test-cuda  GPU parity tests (exit 77 without a GPU)
+#   make gpu-check  the first check of a GPU, under 8 minutes: builds what it needs, parity per
+#                   section, gpu_e2e.sh, a short fp32/bf16 benchmark; $(O)/gpu-check/summary.txt
 #   make install    PREFIX=/usr/local
 #
 # Switches: NATIVE=0 (no -march=native), CUDA=0 (skip nvcc), CUDA_ARCH=90a, NCCL=0 (no NCCL),
@@ -190,6 +192,22 @@ test-cuda: $(CUDA_TESTS)
 	  $(MAKE) --no-print-directory tools && bash tests/cuda/gpu_e2e.sh; e2e=$$?; \
 	  echo "test-cuda: parity exit $$rc, gpu_e2e exit $$e2e"; if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$e2e; \
 	else echo "test-cuda: no CUDA backend in this build (nvcc not found, or CUDA=0)"; exit 77; fi
+
+# `make gpu-check` (tests/cuda/gpu_check.sh): one time-boxed command for anyone with a GPU.
+# It builds gpu-check-build (only the CUDA library, the tools, the parity test and the GPU
+# benchmark, with -k), runs every parity section in its own process, tests/cuda/gpu_e2e.sh
+# and a short fp32 and bf16 benchmark, and writes $(O)/gpu-check/summary.txt (printed at
+# the end). Exit 0 pass, 1 a stage failed, 77 no GPU or no CUDA build. With the Debian kit
+# (cuda/README.md) it sources .devkit/setup.sh itself when the -dev packages are missing.
+.PHONY: gpu-check gpu-check-build
+gpu-check:
+	@O=$(O) BIN=$(BIN) CUDA=$(CUDA) bash tests/cuda/gpu_check.sh
+ifeq ($(BUILD_CUDA),yes)
+gpu-check-build: $(CUDA_LIB) $(TOOLS) $(O)/tests/cuda/parity $(O)/bench/bench_cuda
+else
+gpu-check-build:
+	@echo "gpu-check-build: nothing to build ($(if $(NVCC),no cuda/ sources,nvcc not found or CUDA=0))"
+endif
 
 # The demo: a small MoE LM on the King James Bible (Debian package bible-kjv), trained
 # for a few minutes and evaluated on held-out verses. Starts afresh each time.

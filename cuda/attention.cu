@@ -31,6 +31,7 @@ void cu_attn_additive_fwd(Backend *be, Tensor EU, Tensor DW, Tensor v, Tensor sc
     check_attn("attn_additive_fwd", EU, DW, v, scores);
     int64_t B = EU.b, S = EU.r, T = DW.r;
     int64_t outs = B * T * S;
+    if (outs) cu_wrote(be, scores);
     if (outs)
         CU_LAUNCH("attn_additive_fwd", k_attn_fwd, cu_grid(outs, 8), CU_NT, 0, be, cu_view<const float>(EU),
                   cu_view<const float>(DW), (const float *)v.p, cu_fview(scores), B, T, S);
@@ -108,6 +109,9 @@ void cu_attn_additive_bwd(Backend *be, Tensor EU, Tensor DW, Tensor v, Tensor ds
     tcheck_shape(op, "dDW", dDW, DT_F32, B, T, n);
     cu_check_vec(op, "dv", dv, DT_F32, n);
     if (n == 0) return;
+    cu_wrote(be, dEU);
+    cu_wrote(be, dDW);
+    cu_wrote(be, dv);
     double *part = (double *)cu_scratch(be, (size_t)(B ? B : 1) * (size_t)n * sizeof(double));
     const float *vp = (const float *)v.p;
     if (B * T * n > 0)

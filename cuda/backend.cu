@@ -1,6 +1,7 @@
 /* CUDA backend: registration (the three extern "C" entry points that
  * src/core/backend.c finds through weak symbols), memory and accounting,
  * copies, fills, the device scratch and the deferred error record. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,11 +62,27 @@ void *cu_alloc(Backend *be, size_t bytes, const char *what) {
     return p;
 }
 
+void cu_adopt(Backend *be, void *p, size_t bytes) {
+    table_put(cu_impl(be), p, bytes);
+    backend_note_alloc(be, bytes);
+}
+
+void cu_stream_wait(Backend *be) {
+    CuImpl *im = cu_impl(be);
+    if (!im->wait_hook) {
+        CUDA_CHECK(cudaStreamSynchronize(im->st));
+        return;
+    }
+    CUDA_CHECK(cudaEventRecord(im->wait_ev, im->st));
+    im->wait_hook(im->wait_ctx, im->wait_ev);
+}
+
 void cu_free(Backend *be, void *p) {
     if (!p) return;
     size_t n = table_take(cu_impl(be), p);
+    cu_wrote_bytes(be, p, n); /* the memory may come back as another tensor */
     /* kernels queued on the stream may still use p */
-    CUDA_CHECK(cudaStreamSynchronize(cu_stream(be)));
+    cu_stream_wait(be);
     CUDA_CHECK(cudaFree(p));
     backend_note_free(be, n);
 }
@@ -84,7 +101,7 @@ void *cu_scratch(Backend *be, size_t bytes) {
 void *cu_host_scratch(Backend *be, size_t bytes) {
     CuImpl *im = cu_impl(be);
     if (bytes > im->host_cap) {
-        CUDA_CHECK(cudaStreamSynchronize(im->st));
+        cu_stream_wait(be);
         if (im->host) CUDA_CHECK(cudaFreeHost(im->host));
         im->host = NULL;
         im->host_cap = cu_al(bytes + bytes / 4);
@@ -101,7 +118,7 @@ void *cu_host_scratch(Backend *be, size_t bytes) {
 void cu_sync_check(Backend *be) {
     CuImpl *im = cu_impl(be);
     CUDA_CHECK(cudaMemcpyAsync(im->err_h, im->err_d, sizeof(CuErr), cudaMemcpyDeviceToHost, im->st));
-    CUDA_CHECK(cudaStreamSynchronize(im->st));
+    cu_stream_wait(be);
     CuErr *e = im->err_h;
     if (e->set) {
         char msg[400];
@@ -184,14 +201,29 @@ void cu_exclusive_scan(Backend *be, const int32_t *in, int32_t *out, int64_t n, 
 
 /* ---- transfers ------------------------------------------------------------------- */
 
+/* The caller may reuse src at once, whatever kind of memory it is: small
+ * uploads are staged in the pinned ring and copied without waiting for the
+ * stream (batches, samples: no queue drain per upload); large ones (model
+ * loading) are copied directly and waited for. */
 void cu_upload(Backend *be, void *dst, const void *src, size_t n) {
     if (!n) return;
+    cu_wrote_bytes(be, dst, n);
+    if (n <= CU_RING_PIECE) {
+        void *h = cu_ring_take(be, n);
+        memcpy(h, src, n);
+        CUDA_CHECK(cudaMemcpyAsync(dst, h, n, cudaMemcpyHostToDevice, cu_stream(be)));
+        cu_ring_fence(be);
+        return;
+    }
+    if (cu_impl(be)->wait_hook) cu_stream_wait(be); /* a pageable copy can block out of the hook's reach */
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, cu_stream(be)));
-    /* the caller may reuse src at once, whatever kind of memory it is */
-    CUDA_CHECK(cudaStreamSynchronize(cu_stream(be)));
+    cu_stream_wait(be);
 }
 
 void cu_download(Backend *be, void *dst, const void *src, size_t n) {
+    /* with a communicator attached, wait (polling it) first: a copy into pageable
+     * memory can block inside cudaMemcpyAsync behind a hung collective */
+    if (n && cu_impl(be)->wait_hook) cu_stream_wait(be);
     if (n) CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, cu_stream(be)));
     cu_sync_check(be);
 }
@@ -200,14 +232,27 @@ void cu_sync(Backend *be) { cu_sync_check(be); }
 
 /* ---- copy, fill, iota ---------------------------------------------------------- */
 
-template <typename T> static __global__ void k_copy_same(CuView<T> d, CuView<const T> s, int64_t n) {
-    CU_FOR(e, n) d.el(e) = s.el(e);
+/* Element loops over rows (y) and columns (x): no index division per element. */
+template <typename T> static __global__ void k_copy_same(CuView<T> d, CuView<const T> s, int64_t rows) {
+    CU_ROWS2(i, rows) {
+        T *dr = d.row(i);
+        const T *sr = s.row(i);
+        CU_COLS2(j, d.c) dr[j] = sr[j];
+    }
 }
-static __global__ void k_copy_f2b(CuView<uint16_t> d, CuView<const float> s, int64_t n) {
-    CU_FOR(e, n) d.el(e) = cu_f_to_bf16(s.el(e));
+static __global__ void k_copy_f2b(CuView<uint16_t> d, CuView<const float> s, int64_t rows) {
+    CU_ROWS2(i, rows) {
+        uint16_t *dr = d.row(i);
+        const float *sr = s.row(i);
+        CU_COLS2(j, d.c) dr[j] = cu_f_to_bf16(sr[j]);
+    }
 }
-static __global__ void k_copy_b2f(CuView<float> d, CuView<const uint16_t> s, int64_t n) {
-    CU_FOR(e, n) d.el(e) = cu_bf16_to_f(s.el(e));
+static __global__ void k_copy_b2f(CuView<float> d, CuView<const uint16_t> s, int64_t rows) {
+    CU_ROWS2(i, rows) {
+        float *dr = d.row(i);
+        const uint16_t *sr = s.row(i);
+        CU_COLS2(j, d.c) dr[j] = cu_bf16_to_f(sr[j]);
+    }
 }
 
 void cu_copy(Backend *be, Tensor dst, Tensor src) {
@@ -221,50 +266,65 @@ void cu_copy(Backend *be, Tensor dst, Tensor src) {
     int64_t n = tnumel(dst);
     if (n == 0) return;
     CHECK_ARG(dst.p && src.p, "copy: tensor without data");
+    cu_wrote(be, dst);
     if (dst.dt == src.dt && tcontig(dst) && tcontig(src)) {
         CUDA_CHECK(cudaMemcpyAsync(dst.p, src.p, (size_t)n * dtype_size(dst.dt), cudaMemcpyDeviceToDevice,
                                    cu_stream(be)));
         return;
     }
-    unsigned g = cu_grid(n, CU_NT);
+    int64_t rows = cu_rows(dst);
+    CuGrid2 g = cu_grid2(rows, dst.c);
     if (dst.dt == src.dt && dst.dt == DT_BF16)
-        CU_LAUNCH("copy", k_copy_same<uint16_t>, g, CU_NT, 0, be, cu_view<uint16_t>(dst), cu_view<const uint16_t>(src), n);
+        CU_LAUNCH("copy", k_copy_same<uint16_t>, g.grid, g.block, 0, be, cu_view<uint16_t>(dst), cu_view<const uint16_t>(src),
+                  rows);
     else if (dst.dt == src.dt)
-        CU_LAUNCH("copy", k_copy_same<uint32_t>, g, CU_NT, 0, be, cu_view<uint32_t>(dst), cu_view<const uint32_t>(src), n);
+        CU_LAUNCH("copy", k_copy_same<uint32_t>, g.grid, g.block, 0, be, cu_view<uint32_t>(dst), cu_view<const uint32_t>(src),
+                  rows);
     else if (dst.dt == DT_BF16)
-        CU_LAUNCH("copy", k_copy_f2b, g, CU_NT, 0, be, cu_view<uint16_t>(dst), cu_view<const float>(src), n);
+        CU_LAUNCH("copy", k_copy_f2b, g.grid, g.block, 0, be, cu_view<uint16_t>(dst), cu_view<const float>(src), rows);
     else
-        CU_LAUNCH("copy", k_copy_b2f, g, CU_NT, 0, be, cu_view<float>(dst), cu_view<const uint16_t>(src), n);
+        CU_LAUNCH("copy", k_copy_b2f, g.grid, g.block, 0, be, cu_view<float>(dst), cu_view<const uint16_t>(src), rows);
 }
 
-template <typename T> static __global__ void k_fill(CuView<T> t, int64_t n, T v) {
-    CU_FOR(e, n) t.el(e) = v;
+template <typename T> static __global__ void k_fill(CuView<T> t, int64_t rows, T v) {
+    CU_ROWS2(i, rows) {
+        T *tr = t.row(i);
+        CU_COLS2(j, t.c) tr[j] = v;
+    }
 }
 
 void cu_fill(Backend *be, Tensor t, double v) {
     int64_t n = tnumel(t);
+    if (t.dt != DT_I32) tcheck_dtype("fill", "t", t, DT_F32);
+    if (!n) return;
+    cu_wrote(be, t);
+    CuGrid2 g = cu_grid2(cu_rows(t), t.c);
     if (t.dt == DT_I32) {
-        tcheck_dtype("fill", "t", t, DT_I32);
-        if (n) CU_LAUNCH("fill", k_fill<int32_t>, cu_grid(n, CU_NT), CU_NT, 0, be, cu_iview(t), n, (int32_t)v);
+        CU_LAUNCH("fill", k_fill<int32_t>, g.grid, g.block, 0, be, cu_iview(t), cu_rows(t), (int32_t)v);
         return;
     }
-    tcheck_dtype("fill", "t", t, DT_F32);
-    if (!n) return;
-    if (v == 0.0 && tcontig(t)) {
+    /* all-zero bits only for +0.0: -0.0 keeps its sign bit, as on the CPU */
+    if (v == 0.0 && !signbit(v) && tcontig(t)) {
         CUDA_CHECK(cudaMemsetAsync(t.p, 0, (size_t)n * sizeof(float), cu_stream(be)));
         return;
     }
-    CU_LAUNCH("fill", k_fill<float>, cu_grid(n, CU_NT), CU_NT, 0, be, cu_fview(t), n, (float)v);
+    CU_LAUNCH("fill", k_fill<float>, g.grid, g.block, 0, be, cu_fview(t), cu_rows(t), (float)v);
 }
 
-static __global__ void k_iota(CuView<int32_t> t, int64_t n, int64_t start, int64_t step) {
-    CU_FOR(e, n) t.el(e) = (int32_t)(start + e * step);
+static __global__ void k_iota(CuView<int32_t> t, int64_t rows, int64_t start, int64_t step) {
+    CU_ROWS2(i, rows) {
+        int32_t *tr = t.row(i);
+        CU_COLS2(j, t.c) tr[j] = (int32_t)(start + (i * t.c + j) * step);
+    }
 }
 
 void cu_iota(Backend *be, Tensor t, int64_t start, int64_t step) {
     tcheck_dtype("iota", "t", t, DT_I32);
     int64_t n = tnumel(t);
-    if (n) CU_LAUNCH("iota", k_iota, cu_grid(n, CU_NT), CU_NT, 0, be, cu_iview(t), n, start, step);
+    if (!n) return;
+    cu_wrote(be, t);
+    CuGrid2 g = cu_grid2(cu_rows(t), t.c);
+    CU_LAUNCH("iota", k_iota, g.grid, g.block, 0, be, cu_iview(t), cu_rows(t), start, step);
 }
 
 /* ---- the table -------------------------------------------------------------------- */
@@ -391,6 +451,11 @@ extern "C" Backend *backend_cuda_create(int device) {
     memset(im->err_h, 0, sizeof(CuErr));
     CUDA_CHECK(cudaMalloc((void **)&im->err_d, sizeof(CuErr)));
     CUDA_CHECK(cudaMemsetAsync(im->err_d, 0, sizeof(CuErr), im->st));
+    CUDA_CHECK(cudaEventCreateWithFlags(&im->wait_ev, cudaEventDisableTiming));
+    /* kept bf16 operands (cache.cu) may hold a quarter of the GPU's memory */
+    size_t fr = 0, tot = 0;
+    CUDA_CHECK(cudaMemGetInfo(&fr, &tot));
+    im->b16_limit = tot / 4;
     return be;
 }
 
@@ -402,11 +467,13 @@ extern "C" void backend_cuda_destroy(Backend *be) {
     CuImpl *im = cu_impl(be);
     CUDA_CHECK(cudaSetDevice(be->device));
     cu_sync_check(be);
+    cu_cache_destroy(be);
     cu_free(be, im->scratch);
     im->scratch = NULL;
     if (im->host) CUDA_CHECK(cudaFreeHost(im->host));
     CUDA_CHECK(cudaFree(im->err_d));
     CUDA_CHECK(cudaFreeHost(im->err_h));
+    CUDA_CHECK(cudaEventDestroy(im->wait_ev));
     CUBLAS_CHECK(cublasDestroy(im->blas));
     CUDA_CHECK(cudaStreamDestroy(im->st));
     free(im->allocs);

@@ -5,23 +5,32 @@
  *   tf32  the Ex calls on the f32 data with CUBLAS_COMPUTE_32F_FAST_TF32:
  *         tensor cores on TF32 inputs, f32 accumulation (the compute type is
  *         named in every call, so the handle's math mode never matters);
- *   bf16  the two inputs rounded to bf16 (nearest even, as the copy op) into
- *         the device scratch, then the Ex calls with CUDA_R_16BF inputs, an
- *         f32 C and CUBLAS_COMPUTE_32F: tensor cores, f32 accumulation.
+ *   bf16  the two inputs rounded to bf16 (nearest even, as the copy op),
+ *         then the Ex calls with CUDA_R_16BF inputs, an f32 C and
+ *         CUBLAS_COMPUTE_32F: tensor cores, f32 accumulation. An operand
+ *         converted a second time unchanged (weights; the softmax's hidden
+ *         states across vocabulary chunks) is rounded once and kept until an
+ *         op writes it (cache.cu): expert weights are rounded once per
+ *         optimizer step. Others are rounded into the device scratch.
  * C is f32 in every mode; beta * C is applied in f32.
  *
  * Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, so every
  * call passes B first: cublasSgemm(opB, opA, N, M, K, B, A, C).
  *
  * Grouped products need the group sizes on the host (cuBLAS takes m/n/k
- * from host arrays): the offsets are downloaded, which synchronizes the
- * stream once per call. Up to CU_GROUP_LOOP non-empty groups run as a loop
- * of single products; more run as one grouped call (cuBLAS >= 12.5) with the
- * per-group pointer arrays uploaded from pinned staging. Where this cuBLAS
- * refuses cublasGemmGroupedBatchedEx for a type combination (bf16 inputs
- * with an f32 C is not in every version's list), the first refusal is
- * remembered and those groups run as a loop of cublasGemmEx. */
+ * from host arrays): the offsets' host copy is downloaded once after each
+ * write of the offsets (cache.cu), not once per product. Up to CU_GROUP_LOOP
+ * non-empty groups run as a loop of single products; more run as one
+ * grouped call (cuBLAS >= 12.5), its host arrays and the per-group pointer
+ * arrays staged in the pinned upload ring. Where this cuBLAS refuses
+ * cublasGemmGroupedBatchedEx for a type combination (bf16 inputs with an f32
+ * C is not in every version's list), the refusal is remembered and the
+ * grouped calls of that mode use the next form on the f32 data: tf32, then
+ * fp32. Never a loop of one product per group. */
 #include "cuda.cuh"
+extern "C" {
+#include "core/log.h"
+}
 
 enum { CU_GROUP_LOOP = 8 };
 
@@ -39,44 +48,39 @@ static inline cudaDataType cu_in_type(int prec) { return prec == PRECISION_BF16 
 static inline cublasComputeType_t cu_compute(int prec) {
     return prec == PRECISION_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 }
+static const char *prec_label(int prec) { return prec == PRECISION_BF16 ? "bf16" : prec == PRECISION_TF32 ? "tf32" : "fp32"; }
 
-/* bf16 copies are packed with the row stride rounded up to 8 elements (16
- * bytes), which the tensor-core kernels want; matrices follow each other. */
-static inline int64_t b16_ld(int64_t c) { return (c + 7) & ~(int64_t)7; }
-static inline size_t b16_bytes(int64_t nb, int64_t r, int64_t c) {
-    return (size_t)(nb * r * b16_ld(c)) * sizeof(uint16_t);
+/* The precision grouped calls of mode prec actually run in (its refused forms skipped). */
+static int grouped_prec(CuImpl *im, int prec) {
+    while (prec > PRECISION_FP32 && im->grouped_ex[prec] < 0) prec--;
+    return prec;
 }
 
-static __global__ void k_to_bf16(CuView<const float> s, int64_t n, int64_t c, int64_t ld, uint16_t *d) {
-    CU_FOR(e, n) {
-        int64_t i = e / c, j = e % c;
-        d[i * ld + j] = cu_f_to_bf16(s.el(e));
-    }
-}
-
-/* Round the first nb matrices (r x c each) of t into dst (b16_bytes). */
-static void to_bf16(Backend *be, const char *op, Tensor t, int64_t nb, int64_t r, int64_t c, uint16_t *dst) {
-    int64_t n = nb * r * c;
-    if (n == 0) return;
-    CuView<const float> v = cu_view<const float>(t);
-    v.r = r;
-    v.c = c;
-    CU_LAUNCH(op, k_to_bf16, cu_grid(n, CU_NT), CU_NT, 0, be, v, n, c, b16_ld(c), dst);
+/* For the parity test and the logs: the precision grouped products of more
+ * than CU_GROUP_LOOP groups run in when the backend's mode is `prec`, and
+ * whether that form was tried yet (0 untried, 1 used). */
+extern "C" int backend_cuda_grouped_precision(Backend *be, int prec, int *tried) {
+    CuImpl *im = cu_impl(be);
+    int p = grouped_prec(im, prec);
+    if (tried) *tried = p == PRECISION_FP32 || im->grouped_ex[p] != 0;
+    return p;
 }
 
 /* ---- dense ------------------------------------------------------------------- */
 
 /* C = beta * C (0 when beta == 0) for b matrices of r x c: the K == 0 product. */
-static __global__ void k_scale(CuView<float> C, int64_t n, float beta) {
-    CU_FOR(e, n) {
-        float &v = C.el(e);
-        v = beta == 0 ? 0.0f : beta * v;
+static __global__ void k_scale(CuView<float> C, int64_t rows, float beta) {
+    CU_ROWS2(i, rows) {
+        float *cr = C.row(i);
+        CU_COLS2(j, C.c) cr[j] = beta == 0 ? 0.0f : beta * cr[j];
     }
 }
 
 static void scale_matrices(Backend *be, Tensor C, real beta) {
-    int64_t n = tnumel(C);
-    if (n) CU_LAUNCH("gemm", k_scale, cu_grid(n, CU_NT), CU_NT, 0, be, cu_fview(C), n, (float)beta);
+    int64_t rows = cu_rows(C);
+    if (rows == 0 || C.c == 0) return;
+    CuGrid2 g = cu_grid2(rows, C.c);
+    CU_LAUNCH("gemm", k_scale, g.grid, g.block, 0, be, cu_fview(C), rows, (float)beta);
 }
 
 static void check_gemm_dims(const char *op, int ta, int tb, Tensor A, Tensor B, Tensor C) {
@@ -104,6 +108,7 @@ void cu_gemm(Backend *be, int ta, int tb, real alpha, Tensor A, Tensor B, real b
     CHECK_ARG(C.b <= 1 || C.bs != 0, "gemm: the output C cannot be broadcast (batch stride 0)");
     int64_t M = C.r, N = C.c, K = ta ? A.r : A.c;
     if (M == 0 || N == 0 || C.b == 0) return;
+    cu_wrote(be, C);
     if (K == 0) {
         scale_matrices(be, C, beta);
         return;
@@ -129,11 +134,21 @@ void cu_gemm(Backend *be, int ta, int tb, real alpha, Tensor A, Tensor B, real b
     int lda = cu_ld(A.ld), ldb = cu_ld(B.ld);
     if (prec == PRECISION_BF16) {
         int64_t na = sa ? C.b : 1, nb = sb ? C.b : 1;
-        size_t ba = cu_al(b16_bytes(na, A.r, A.c)), bb = cu_al(b16_bytes(nb, B.r, B.c));
-        CuCarve cv = {(char *)cu_scratch(be, ba + bb), 0};
-        uint16_t *a16 = cv.take<uint16_t>(ba / sizeof(uint16_t)), *b16 = cv.take<uint16_t>(bb / sizeof(uint16_t));
-        to_bf16(be, "gemm", A, na, A.r, A.c, a16);
-        to_bf16(be, "gemm", B, nb, B.r, B.c, b16);
+        const uint16_t *a16 = cu_b16_kept(be, "gemm", A, na), *b16 = cu_b16_kept(be, "gemm", B, nb);
+        size_t ba = a16 ? 0 : cu_al(b16_bytes(na, A.r, A.c)), bb = b16 ? 0 : cu_al(b16_bytes(nb, B.r, B.c));
+        if (ba + bb) {
+            CuCarve cv = {(char *)cu_scratch(be, ba + bb), 0};
+            if (!a16) {
+                uint16_t *d = cv.take<uint16_t>(ba / sizeof(uint16_t));
+                cu_to_b16(be, "gemm", A, na, d);
+                a16 = d;
+            }
+            if (!b16) {
+                uint16_t *d = cv.take<uint16_t>(bb / sizeof(uint16_t));
+                cu_to_b16(be, "gemm", B, nb, d);
+                b16 = d;
+            }
+        }
         pa = a16;
         pb = b16;
         lda = (int)b16_ld(A.c);
@@ -154,32 +169,33 @@ void cu_gemm(Backend *be, int ta, int tb, real alpha, Tensor A, Tensor B, real b
 
 /* ---- grouped ------------------------------------------------------------------ */
 
-/* Download and validate offsets (CPU messages); returns the host copy, which
- * stays valid until the next host-scratch request. */
-static const int32_t *fetch_offs(Backend *be, const char *op, Tensor offs, int64_t groups, int64_t rows,
-                                 size_t extra_bytes, void **extra) {
+/* The host copy of the offsets (cache.cu), validated with the CPU's messages;
+ * valid until the next offsets request. */
+static const int32_t *fetch_offs(Backend *be, const char *op, Tensor offs, int64_t groups, int64_t rows) {
     cu_check_vec(op, "offs", offs, DT_I32, groups + 1);
-    size_t ob = cu_al((size_t)(groups + 1) * sizeof(int32_t));
-    char *h = (char *)cu_host_scratch(be, ob + extra_bytes);
-    /* the stream is idle after this (download syncs): the staging is free to rewrite */
-    cu_download(be, h, offs.p, (size_t)(groups + 1) * sizeof(int32_t));
-    const int32_t *o = (const int32_t *)h;
+    const int32_t *o = cu_offs_host(be, op, offs, groups + 1);
     CHECK_ARG(o[0] == 0 && o[groups] == rows, "%s: offsets span [%d, %d], expected [0, %lld]", op, o[0], o[groups],
               (long long)rows);
     for (int64_t g = 0; g < groups; g++)
         CHECK_ARG(o[g] <= o[g + 1], "%s: offsets decrease at group %lld", op, (long long)g);
-    if (extra) *extra = h + ob;
     return o;
 }
 
 /* One problem of a grouped call, in cuBLAS (column-major) terms; A and B
- * are f32 or (bf16 precision) the scratch's bf16 copies. */
+ * are f32 or (bf16 precision) bf16 copies. */
 typedef struct {
     cublasOperation_t ta, tb;
     int m, n, k, lda, ldb, ldc;
     const void *A, *B;
     float *C;
 } CuProb;
+
+/* An input of a grouped call as cuBLAS reads it: the f32 tensor or its bf16 copy. */
+typedef struct {
+    const char *p;
+    int64_t ld, bs;
+    size_t es;
+} Opnd;
 
 static void run_loop(Backend *be, int prec, const CuProb *pr, int np, float alpha, float beta) {
     cudaDataType ti = cu_in_type(prec);
@@ -195,24 +211,36 @@ static void run_loop(Backend *be, int prec, const CuProb *pr, int np, float alph
     }
 }
 
-/* Run the problems (all with the same alpha, beta): a loop, or one grouped
- * call. dptr: 3 * np device pointers of scratch, carved by the caller. */
-static void run_problems(Backend *be, const CuProb *pr, int np, float alpha, float beta, void *host_extra,
-                         void **dptr) {
-    if (np == 0) return;
-    int prec = cu_prec(be);
+/* Run the problems (all with the same alpha, beta) in precision prec: a
+ * loop of at most CU_GROUP_LOOP products, or one grouped call. dptr: 3 * np
+ * device pointers of scratch, carved by the caller. Returns 0 when done, 1
+ * when this cuBLAS refused the grouped form of prec (remembered; nothing was
+ * computed): the caller runs the problems again in grouped_prec's next form. */
+static int run_problems(Backend *be, int prec, const CuProb *pr, int np, float alpha, float beta, void **dptr) {
+    if (np == 0) return 0;
     CuImpl *im = cu_impl(be);
-    if (np <= CU_GROUP_LOOP || im->grouped_ex[prec] < 0) {
+    if (np <= CU_GROUP_LOOP) {
         run_loop(be, prec, pr, np, alpha, beta);
-        return;
+        return 0;
     }
-    /* host arrays (read by cuBLAS during the call) and device pointer arrays */
-    char *h = (char *)host_extra;
+    /* host arrays (cuBLAS reads them during the call) and the device pointer
+     * arrays' source, in one piece of the upload ring */
+    size_t pb = cu_al(3 * (size_t)np * sizeof(void *)), ob = cu_al(2 * (size_t)np * sizeof(cublasOperation_t)),
+           ib = cu_al(7 * (size_t)np * sizeof(int)), fb = cu_al(2 * (size_t)np * sizeof(float));
+    size_t bytes = pb + ob + ib + fb;
+    int ring = bytes <= CU_RING_PIECE;
+    char *h;
+    if (ring) {
+        h = (char *)cu_ring_take(be, bytes);
+    } else {
+        cu_stream_wait(be); /* a previous user of the staging may still be read */
+        h = (char *)cu_host_scratch(be, bytes);
+    }
     const void **ptrs = (const void **)h; /* [A..., B..., C...], uploaded */
-    cublasOperation_t *ta = (cublasOperation_t *)(h + cu_al(3 * (size_t)np * sizeof(void *)));
+    cublasOperation_t *ta = (cublasOperation_t *)(h + pb);
     cublasOperation_t *tb = ta + np;
-    int *ints = (int *)(tb + np); /* m, n, k, lda, ldb, ldc, group_size */
-    float *ab = (float *)(ints + 7 * (size_t)np);
+    int *ints = (int *)(h + pb + ob); /* m, n, k, lda, ldb, ldc, group_size */
+    float *ab = (float *)(h + pb + ob + ib);
     for (int i = 0; i < np; i++) {
         ptrs[i] = pr[i].A;
         ptrs[np + i] = pr[i].B;
@@ -230,38 +258,50 @@ static void run_problems(Backend *be, const CuProb *pr, int np, float alpha, flo
         ab[np + i] = beta;
     }
     CUDA_CHECK(cudaMemcpyAsync(dptr, ptrs, 3 * (size_t)np * sizeof(void *), cudaMemcpyHostToDevice, cu_stream(be)));
+    cublasStatus_t s;
     if (prec == PRECISION_FP32) {
-        CUBLAS_CHECK(cublasSgemmGroupedBatched(cu_blas(be), ta, tb, ints, ints + np, ints + 2 * np, ab,
-                                               (const float *const *)dptr, ints + 3 * np,
-                                               (const float *const *)(dptr + np), ints + 4 * np, ab + np,
-                                               (float *const *)(dptr + 2 * np), ints + 5 * np, np, ints + 6 * np));
-        return;
+        s = cublasSgemmGroupedBatched(cu_blas(be), ta, tb, ints, ints + np, ints + 2 * np, ab, (const float *const *)dptr,
+                                      ints + 3 * np, (const float *const *)(dptr + np), ints + 4 * np, ab + np,
+                                      (float *const *)(dptr + 2 * np), ints + 5 * np, np, ints + 6 * np);
+    } else {
+        cudaDataType ti = cu_in_type(prec);
+        s = cublasGemmGroupedBatchedEx(cu_blas(be), ta, tb, ints, ints + np, ints + 2 * np, ab, (const void *const *)dptr,
+                                       ti, ints + 3 * np, (const void *const *)(dptr + np), ti, ints + 4 * np, ab + np,
+                                       (void *const *)(dptr + 2 * np), CUDA_R_32F, ints + 5 * np, np, ints + 6 * np,
+                                       cu_compute(prec));
     }
-    cudaDataType ti = cu_in_type(prec);
-    cublasStatus_t s = cublasGemmGroupedBatchedEx(
-        cu_blas(be), ta, tb, ints, ints + np, ints + 2 * np, ab, (const void *const *)dptr, ti, ints + 3 * np,
-        (const void *const *)(dptr + np), ti, ints + 4 * np, ab + np, (void *const *)(dptr + 2 * np), CUDA_R_32F,
-        ints + 5 * np, np, ints + 6 * np, cu_compute(prec));
+    if (ring) cu_ring_fence(be); /* the staging is free once the queued work that reads it has run */
     if (s == CUBLAS_STATUS_SUCCESS) {
         im->grouped_ex[prec] = 1;
-        return;
+        return 0;
     }
-    if (im->grouped_ex[prec] == 0 && (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE)) {
-        /* refused before any work was queued: loop now and from now on */
+    if (prec > PRECISION_FP32 && im->grouped_ex[prec] == 0 &&
+        (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE)) {
         im->grouped_ex[prec] = -1;
-        run_loop(be, prec, pr, np, alpha, beta);
-        return;
+        log_warn("%s: this cuBLAS refuses grouped %s products (cublasGemmGroupedBatchedEx: %s); the grouped products "
+                 "of %s mode run in %s from now on", be->name, prec_label(prec), cublasGetStatusString(s),
+                 prec_label(prec), prec_label(grouped_prec(im, prec)));
+        return 1;
     }
     CUBLAS_CHECK(s);
+    return 0;
 }
 
-/* Host staging beyond the offsets: the problem list, then what run_problems
- * needs for np problems (no allocation per call). */
-static size_t problems_host_bytes(int64_t np) {
-    return cu_al((size_t)(np ? np : 1) * sizeof(CuProb)) + cu_al(3 * (size_t)np * sizeof(void *)) +
-           2 * (size_t)np * sizeof(cublasOperation_t) + 7 * (size_t)np * sizeof(int) + 2 * (size_t)np * sizeof(float) +
-           256;
+static int nonempty(const int32_t *o, int64_t G) {
+    int np = 0;
+    for (int64_t g = 0; g < G; g++) np += o[g + 1] > o[g];
+    return np;
 }
+
+/* The bf16 copy of the first nb matrices of t: kept, or converted into a
+ * scratch piece of cv (sized by the caller from b16_need). */
+static const uint16_t *b16_in(Backend *be, const char *op, Tensor t, int64_t nb, const uint16_t *kept, CuCarve *cv) {
+    if (kept) return kept;
+    uint16_t *d = cv->take<uint16_t>(cu_al(b16_bytes(nb, t.r, t.c)) / sizeof(uint16_t));
+    cu_to_b16(be, op, t, nb, d);
+    return d;
+}
+static size_t b16_need(Tensor t, int64_t nb, const uint16_t *kept) { return kept ? 0 : cu_al(b16_bytes(nb, t.r, t.c)); }
 
 void cu_gemm_grouped(Backend *be, int tb, real alpha, Tensor A, Tensor W, Tensor offs, real beta, Tensor C) {
     const char *op = "gemm_grouped";
@@ -279,62 +319,65 @@ void cu_gemm_grouped(Backend *be, int tb, real alpha, Tensor A, Tensor W, Tensor
         a0.r = c0.r = 1;
         check_gemm_dims(op, 0, tb, a0, w0, c0);
     }
-    void *extra = NULL;
-    const int32_t *o = fetch_offs(be, op, offs, G, A.r, problems_host_bytes(G), &extra);
+    const int32_t *o = fetch_offs(be, op, offs, G, A.r);
     if (A.r == 0 || N == 0) return;
+    cu_wrote(be, C);
     if (K == 0) {
         scale_matrices(be, C, beta);
         return;
     }
-    /* scratch: bf16 copies of A and W (bf16 precision), then the pointer arrays */
-    int bf = cu_prec(be) == PRECISION_BF16;
-    size_t ba = bf ? cu_al(b16_bytes(1, A.r, A.c)) : 0, bw = bf ? cu_al(b16_bytes(G, W.r, W.c)) : 0;
-    CuCarve cv = {(char *)cu_scratch(be, ba + bw + cu_al(3 * (size_t)G * sizeof(void *))), 0};
-    const char *pa = (const char *)A.p, *pw = (const char *)W.p;
-    int64_t lda = A.ld, ldw = W.ld, bsw = W.bs;
-    size_t es = sizeof(float);
-    if (bf) {
-        uint16_t *a16 = cv.take<uint16_t>(ba / sizeof(uint16_t)), *w16 = cv.take<uint16_t>(bw / sizeof(uint16_t));
-        to_bf16(be, op, A, 1, A.r, A.c, a16);
-        to_bf16(be, op, W, G, W.r, W.c, w16);
-        pa = (const char *)a16;
-        pw = (const char *)w16;
-        lda = b16_ld(A.c);
-        ldw = b16_ld(W.c);
-        bsw = W.r * ldw;
-        es = sizeof(uint16_t);
+    CuImpl *im = cu_impl(be);
+    int np = nonempty(o, G);
+    int prec = cu_prec(be);
+    int use = np > CU_GROUP_LOOP ? grouped_prec(im, prec) : prec;
+    for (;;) {
+        Opnd a = {(const char *)A.p, A.ld, 0, sizeof(float)}, w = {(const char *)W.p, W.ld, W.bs, sizeof(float)};
+        const uint16_t *a16 = NULL, *w16 = NULL;
+        if (use == PRECISION_BF16) {
+            a16 = cu_b16_kept(be, op, A, 1);
+            w16 = cu_b16_kept(be, op, W, G);
+        }
+        size_t need = use == PRECISION_BF16 ? b16_need(A, 1, a16) + b16_need(W, G, w16) : 0;
+        CuCarve cv = {(char *)cu_scratch(be, need + cu_al(3 * (size_t)(np ? np : 1) * sizeof(void *))), 0};
+        if (use == PRECISION_BF16) {
+            a16 = b16_in(be, op, A, 1, a16, &cv);
+            w16 = b16_in(be, op, W, G, w16, &cv);
+            a = (Opnd){(const char *)a16, b16_ld(A.c), 0, sizeof(uint16_t)};
+            w = (Opnd){(const char *)w16, b16_ld(W.c), W.r * b16_ld(W.c), sizeof(uint16_t)};
+        }
+        void **dptr = cv.take<void *>(3 * (size_t)(np ? np : 1));
+        CuProb *pr = (CuProb *)cu_host_list(be, (size_t)(np ? np : 1) * sizeof(CuProb));
+        int n = 0;
+        for (int64_t g = 0; g < G; g++) {
+            int m = o[g + 1] - o[g];
+            if (m == 0) continue;
+            CuProb p;
+            p.ta = cu_op(tb);
+            p.tb = CUBLAS_OP_N;
+            p.m = (int)N;
+            p.n = m;
+            p.k = (int)K;
+            p.A = w.p + (size_t)(g * w.bs) * w.es;
+            p.lda = cu_ld(w.ld);
+            p.B = a.p + (size_t)((int64_t)o[g] * a.ld) * a.es;
+            p.ldb = cu_ld(a.ld);
+            p.C = (float *)C.p + (int64_t)o[g] * C.ld;
+            p.ldc = cu_ld(C.ld);
+            pr[n++] = p;
+        }
+        if (!run_problems(be, use, pr, np, alpha, beta, dptr)) return;
+        use = grouped_prec(im, use);
     }
-    void **dptr = cv.take<void *>(3 * (size_t)(G ? G : 1));
-    CuProb *pr = (CuProb *)extra;
-    int np = 0;
-    for (int64_t g = 0; g < G; g++) {
-        int m = o[g + 1] - o[g];
-        if (m == 0) continue;
-        CuProb p;
-        p.ta = cu_op(tb);
-        p.tb = CUBLAS_OP_N;
-        p.m = (int)N;
-        p.n = m;
-        p.k = (int)K;
-        p.A = pw + (size_t)(g * bsw) * es;
-        p.lda = cu_ld(ldw);
-        p.B = pa + (size_t)((int64_t)o[g] * lda) * es;
-        p.ldb = cu_ld(lda);
-        p.C = (float *)C.p + (int64_t)o[g] * C.ld;
-        p.ldc = cu_ld(C.ld);
-        pr[np++] = p;
-    }
-    run_problems(be, pr, np, alpha, beta, (char *)extra + cu_al((size_t)(G ? G : 1) * sizeof(CuProb)), dptr);
 }
 
-/* C[g] = beta * C[g] for the groups with no rows (the CPU's K == 0 product). */
-static __global__ void k_scale_empty(CuView<float> C, const int32_t *offs, int64_t per, int64_t n, float beta) {
-    CU_FOR(e, n) {
-        int64_t g = e / per;
-        if (offs[g + 1] == offs[g]) {
-            float &v = C.el(e);
-            v = beta == 0 ? 0.0f : beta * v;
-        }
+/* C[g] = beta * C[g] for the groups with no rows (the CPU's K == 0 product);
+ * rows of C are the G * k rows of its matrices. */
+static __global__ void k_scale_empty(CuView<float> C, const int32_t *offs, int64_t k, int64_t rows, float beta) {
+    CU_ROWS2(i, rows) {
+        int64_t g = i / k;
+        if (offs[g + 1] != offs[g]) continue;
+        float *cr = C.row(i);
+        CU_COLS2(j, C.c) cr[j] = beta == 0 ? 0.0f : beta * cr[j];
     }
 }
 
@@ -352,53 +395,57 @@ void cu_gemm_grouped_wgrad(Backend *be, real alpha, Tensor A, Tensor B, Tensor o
         Tensor a0 = trows(A, 0, 0), b0 = trows(B, 0, 0);
         check_gemm_dims(op, 1, 0, a0, b0, c0);
     }
-    void *extra = NULL;
-    const int32_t *o = fetch_offs(be, op, offs, G, A.r, problems_host_bytes(G), &extra);
+    const int32_t *o = fetch_offs(be, op, offs, G, A.r);
     int64_t k = C.r, n = C.c;
     if (G == 0 || k == 0 || n == 0) return;
-    int empty = 0;
-    for (int64_t g = 0; g < G; g++) empty |= o[g + 1] == o[g];
-    if (empty && beta != 1) {
-        int64_t tot = tnumel(C);
-        CU_LAUNCH(op, k_scale_empty, cu_grid(tot, CU_NT), CU_NT, 0, be, cu_fview(C), (const int32_t *)offs.p, k * n,
-                  tot, (float)beta);
+    cu_wrote(be, C);
+    int np = nonempty(o, G);
+    if (np < G && beta != 1) {
+        CuGrid2 g2 = cu_grid2(G * k, n);
+        CU_LAUNCH(op, k_scale_empty, g2.grid, g2.block, 0, be, cu_fview(C), (const int32_t *)offs.p, k, G * k,
+                  (float)beta);
     }
-    int bf = cu_prec(be) == PRECISION_BF16;
-    size_t ba = bf ? cu_al(b16_bytes(1, A.r, A.c)) : 0, bb = bf ? cu_al(b16_bytes(1, B.r, B.c)) : 0;
-    CuCarve cv = {(char *)cu_scratch(be, ba + bb + cu_al(3 * (size_t)G * sizeof(void *))), 0};
-    const char *pa = (const char *)A.p, *pb = (const char *)B.p;
-    int64_t lda = A.ld, ldb = B.ld;
-    size_t es = sizeof(float);
-    if (bf) {
-        uint16_t *a16 = cv.take<uint16_t>(ba / sizeof(uint16_t)), *b16 = cv.take<uint16_t>(bb / sizeof(uint16_t));
-        to_bf16(be, op, A, 1, A.r, A.c, a16);
-        to_bf16(be, op, B, 1, B.r, B.c, b16);
-        pa = (const char *)a16;
-        pb = (const char *)b16;
-        lda = b16_ld(A.c);
-        ldb = b16_ld(B.c);
-        es = sizeof(uint16_t);
+    if (np == 0) return;
+    CuImpl *im = cu_impl(be);
+    int prec = cu_prec(be);
+    int use = np > CU_GROUP_LOOP ? grouped_prec(im, prec) : prec;
+    for (;;) {
+        Opnd a = {(const char *)A.p, A.ld, 0, sizeof(float)}, b = {(const char *)B.p, B.ld, 0, sizeof(float)};
+        const uint16_t *a16 = NULL, *b16 = NULL;
+        if (use == PRECISION_BF16) {
+            a16 = cu_b16_kept(be, op, A, 1);
+            b16 = cu_b16_kept(be, op, B, 1);
+        }
+        size_t need = use == PRECISION_BF16 ? b16_need(A, 1, a16) + b16_need(B, 1, b16) : 0;
+        CuCarve cv = {(char *)cu_scratch(be, need + cu_al(3 * (size_t)np * sizeof(void *))), 0};
+        if (use == PRECISION_BF16) {
+            a16 = b16_in(be, op, A, 1, a16, &cv);
+            b16 = b16_in(be, op, B, 1, b16, &cv);
+            a = (Opnd){(const char *)a16, b16_ld(A.c), 0, sizeof(uint16_t)};
+            b = (Opnd){(const char *)b16, b16_ld(B.c), 0, sizeof(uint16_t)};
+        }
+        void **dptr = cv.take<void *>(3 * (size_t)np);
+        CuProb *pr = (CuProb *)cu_host_list(be, (size_t)np * sizeof(CuProb));
+        int q = 0;
+        for (int64_t g = 0; g < G; g++) {
+            int m = o[g + 1] - o[g];
+            if (m == 0) continue;
+            /* row-major C_g [k x n] = A_g^T B_g: column-major C_g^T = B_g^T A_g */
+            CuProb p;
+            p.ta = CUBLAS_OP_N;
+            p.tb = CUBLAS_OP_T;
+            p.m = (int)n;
+            p.n = (int)k;
+            p.k = m;
+            p.A = b.p + (size_t)((int64_t)o[g] * b.ld) * b.es;
+            p.lda = cu_ld(b.ld);
+            p.B = a.p + (size_t)((int64_t)o[g] * a.ld) * a.es;
+            p.ldb = cu_ld(a.ld);
+            p.C = (float *)C.p + g * C.bs;
+            p.ldc = cu_ld(C.ld);
+            pr[q++] = p;
+        }
+        if (!run_problems(be, use, pr, np, alpha, beta, dptr)) return;
+        use = grouped_prec(im, use);
     }
-    void **dptr = cv.take<void *>(3 * (size_t)G);
-    CuProb *pr = (CuProb *)extra;
-    int np = 0;
-    for (int64_t g = 0; g < G; g++) {
-        int m = o[g + 1] - o[g];
-        if (m == 0) continue;
-        /* row-major C_g [k x n] = A_g^T B_g: column-major C_g^T = B_g^T A_g */
-        CuProb p;
-        p.ta = CUBLAS_OP_N;
-        p.tb = CUBLAS_OP_T;
-        p.m = (int)n;
-        p.n = (int)k;
-        p.k = m;
-        p.A = pb + (size_t)((int64_t)o[g] * ldb) * es;
-        p.lda = cu_ld(ldb);
-        p.B = pa + (size_t)((int64_t)o[g] * lda) * es;
-        p.ldb = cu_ld(lda);
-        p.C = (float *)C.p + g * C.bs;
-        p.ldc = cu_ld(C.ld);
-        pr[np++] = p;
-    }
-    run_problems(be, pr, np, alpha, beta, (char *)extra + cu_al((size_t)G * sizeof(CuProb)), dptr);
 }

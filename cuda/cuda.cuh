@@ -40,6 +40,7 @@ extern "C" {
 }
 #pragma GCC diagnostic pop
 #include "core/philox.h"
+#include "keep.h"
 
 static_assert(sizeof(real) == sizeof(float), "the CUDA backend is built for the f32 engine");
 
@@ -108,6 +109,20 @@ typedef struct CuAlloc {
     size_t n;
 } CuAlloc;
 
+/* A piece of the pinned upload ring still read by queued copies, and the
+ * event that tells when they are done. */
+typedef struct CuFence {
+    KeepSpan span;
+    cudaEvent_t ev;
+} CuFence;
+
+enum { CU_SEEN = 64, CU_OFFS = 8, CU_FENCES = 64 };
+
+/* How the backend waits for its stream: cudaStreamSynchronize, or (with an
+ * NCCL communicator attached) a hook that polls the communicator's async
+ * error with a deadline while the event is not reached (comm_nccl.cu). */
+typedef void (*CuWaitHook)(void *ctx, cudaEvent_t ev);
+
 typedef struct CuImpl {
     cudaStream_t st;
     cublasHandle_t blas;
@@ -120,8 +135,28 @@ typedef struct CuImpl {
     size_t n_allocs, cap_allocs;
     int cap;              /* compute capability, major * 10 + minor */
     /* cublasGemmGroupedBatchedEx per precision: 0 untried, 1 works, -1 this
-     * cuBLAS refuses the type combination (grouped products then loop) */
+     * cuBLAS refuses the type combination (blas.cu then uses the next form:
+     * bf16 -> tf32 -> fp32 grouped calls, never a loop per group) */
     int grouped_ex[3];
+    /* caches (cache.cu), all forgotten where an op writes (cu_wrote) */
+    KeepB16 *b16;
+    int n_b16, cap_b16;
+    size_t b16_bytes, b16_limit; /* bytes held, and the most they may hold */
+    KeepSeen seen[CU_SEEN];
+    int seen_next;
+    KeepOffs offs[CU_OFFS];
+    uint64_t tick;
+    char *ring; /* pinned upload ring */
+    size_t ring_cap, ring_head;
+    KeepSpan pend;
+    int pending;
+    CuFence fence[CU_FENCES];
+    int fence_first, fence_n;
+    void *probs; /* host list of a grouped call's problems */
+    size_t probs_cap;
+    CuWaitHook wait_hook;
+    void *wait_ctx;
+    cudaEvent_t wait_ev;
 } CuImpl;
 
 static inline CuImpl *cu_impl(Backend *be) { return (CuImpl *)be->impl; }
@@ -135,6 +170,8 @@ void *cu_scratch(Backend *be, size_t bytes);
 /* Pinned host staging, same rules. Every user synchronizes the stream before
  * writing it (so a previous asynchronous upload from it has finished). */
 void *cu_host_scratch(Backend *be, size_t bytes);
+/* Wait until the stream has run everything queued (through the wait hook when one is set). */
+void cu_stream_wait(Backend *be);
 /* Synchronize the stream and report a recorded value error, if any. */
 void cu_sync_check(Backend *be);
 /* Fail unless t is a contiguous vector-like tensor of n elements of dtype dt
@@ -153,6 +190,39 @@ struct CuCarve {
         return p;
     }
 };
+
+/* ---- what the backend keeps between ops (cache.cu) ------------------------ */
+
+/* Every op calls cu_wrote for each tensor it writes (before queueing the
+ * write): kept bf16 roundings and host copies of offsets that overlap it are
+ * forgotten. A writer that does not call it could leave a stale copy. */
+void cu_wrote(Backend *be, Tensor t);
+void cu_wrote_bytes(Backend *be, const void *p, size_t bytes);
+/* The kept bf16 rounding of the first nb matrices of t, converted now if t
+ * was written since; NULL when t is not kept (its first conversion, or no
+ * room): the caller converts it into scratch with cu_to_b16 then. */
+const uint16_t *cu_b16_kept(Backend *be, const char *op, Tensor t, int64_t nb);
+/* Round the first nb matrices (t.r x t.c) of t to bf16 into dst (b16 layout:
+ * row stride b16_ld(c), matrices back to back). */
+void cu_to_b16(Backend *be, const char *op, Tensor t, int64_t nb, uint16_t *dst);
+static inline int64_t b16_ld(int64_t c) { return (c + 7) & ~(int64_t)7; }
+static inline size_t b16_bytes(int64_t nb, int64_t r, int64_t c) {
+    return (size_t)(nb * r * b16_ld(c)) * sizeof(uint16_t);
+}
+/* The host copy of the I32 vector offs (n entries): downloaded (one stream
+ * synchronization) only when offs was written since the last call. Valid
+ * until the next call. */
+const int32_t *cu_offs_host(Backend *be, const char *op, Tensor offs, int64_t n);
+/* Pinned host memory of the upload ring, free to write now; cu_ring_fence
+ * (after queueing the work that reads it) ends its use. One piece at a time. */
+void *cu_ring_take(Backend *be, size_t bytes);
+void cu_ring_fence(Backend *be);
+/* The most cu_ring_take gives; larger uploads synchronize. */
+enum { CU_RING_PIECE = 4 << 20 };
+void cu_cache_destroy(Backend *be);
+
+/* A host list of n items of `size` bytes, kept by the backend (no allocation per call). */
+void *cu_host_list(Backend *be, size_t bytes);
 
 /* ---- bf16 ----------------------------------------------------------------- */
 
@@ -182,34 +252,68 @@ static inline unsigned cu_rows_grid(int64_t rows) {
     return rows > (1 << 20) ? (1u << 20) : (unsigned)rows;
 }
 
+/* Two-dimensional launches for row-wise element loops: threads over the
+ * columns (x, a power of two up to CU_NT, so narrow tensors still fill
+ * warps) and rows (y); no index division per element. */
+typedef struct CuGrid2 {
+    dim3 grid, block;
+} CuGrid2;
+static inline CuGrid2 cu_grid2(int64_t rows, int64_t cols) {
+    int tx = 1;
+    while (tx < CU_NT && tx < cols) tx *= 2;
+    int ty = CU_NT / tx;
+    int64_t gx = (cols + tx - 1) / tx, gy = (rows + ty - 1) / ty;
+    if (gx < 1) gx = 1;
+    if (gx > 65535) gx = 65535;
+    if (gy < 1) gy = 1;
+    if (gy > 65535) gy = 65535;
+    if (gx * gy > (1 << 20)) gy = (1 << 20) / gx > 1 ? (1 << 20) / gx : 1;
+    CuGrid2 g;
+    g.grid = dim3((unsigned)gx, (unsigned)gy);
+    g.block = dim3((unsigned)tx, (unsigned)ty);
+    return g;
+}
+#define CU_ROWS2(i, n) for (int64_t i = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; i < (n); i += (int64_t)gridDim.y * blockDim.y)
+#define CU_COLS2(j, n) for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < (n); j += (int64_t)gridDim.x * blockDim.x)
+
 #define CU_FOR(i, n)                                                                                        \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 #define CU_FOR_ROWS(i, n) for (int64_t i = blockIdx.x; i < (n); i += gridDim.x)
 
 /* ---- tensor views ----------------------------------------------------------- */
 
-/* Row i of the (b*r) x c view of a tensor, batch-major, as cpu_row. */
+/* Row i of the (b*r) x c view of a tensor, batch-major, as cpu_row. Views
+ * whose rows are equally spaced (one matrix, or matrices back to back) find
+ * a row without dividing; contiguous ones (also ld == c) find an element by
+ * its flat index. The branches are uniform across a launch. */
 template <typename T> struct CuView {
     T *p;
     int64_t r, c, ld, bs;
+    int rows_flat, flat;
     __device__ __forceinline__ T *row(int64_t i) const {
+        if (rows_flat) return p + i * ld;
         int64_t bi = r ? i / r : 0, ri = r ? i % r : 0;
         return p + bi * bs + ri * ld;
     }
     __device__ __forceinline__ T &at(int64_t i, int64_t j) const { return row(i)[j]; }
     /* Element e of the flattened logical index (row-major over b, r, c). */
-    __device__ __forceinline__ T &el(int64_t e) const { return row(e / c)[e % c]; }
+    __device__ __forceinline__ T &el(int64_t e) const { return flat ? p[e] : row(e / c)[e % c]; }
 };
 
-template <typename T> static inline CuView<T> cu_view(Tensor t) {
+/* The view of b matrices of r x c with strides ld, bs (flags from the shape). */
+template <typename T> static inline CuView<T> cu_view_of(void *p, int64_t b, int64_t r, int64_t c, int64_t ld,
+                                                         int64_t bs) {
     CuView<T> v;
-    v.p = (T *)t.p;
-    v.r = t.r;
-    v.c = t.c;
-    v.ld = t.ld;
-    v.bs = t.bs;
+    v.p = (T *)p;
+    v.r = r;
+    v.c = c;
+    v.ld = ld;
+    v.bs = bs;
+    v.rows_flat = b <= 1 || bs == r * ld;
+    v.flat = v.rows_flat && ld == c;
     return v;
 }
+template <typename T> static inline CuView<T> cu_view(Tensor t) { return cu_view_of<T>(t.p, t.b, t.r, t.c, t.ld, t.bs); }
 static inline CuView<float> cu_fview(Tensor t) { return cu_view<float>(t); }
 static inline CuView<int32_t> cu_iview(Tensor t) { return cu_view<int32_t>(t); }
 static inline int64_t cu_rows(Tensor t) { return t.b * t.r; }
@@ -272,6 +376,8 @@ void cu_exclusive_scan(Backend *be, const int32_t *in, int32_t *out, int64_t n, 
 /* ---- op implementations, one file per family ---------------------------- */
 /* backend.cu */
 void *cu_alloc(Backend *, size_t, const char *);
+/* Count an allocation made with cudaMalloc elsewhere (cu_free releases it). */
+void cu_adopt(Backend *, void *, size_t);
 void cu_free(Backend *, void *);
 void cu_upload(Backend *, void *, const void *, size_t);
 void cu_download(Backend *, void *, const void *, size_t);

@@ -1,5 +1,7 @@
 /* Elementwise ops, column sums, dropout, RNG fills and row softmax. The
- * arithmetic follows src/cpu/elementwise.c type for type. */
+ * arithmetic follows src/cpu/elementwise.c type for type. Element loops run
+ * over rows (grid y) and columns (grid x), each row's pointer found once:
+ * no index division per element. */
 #include "cuda.cuh"
 
 static void check_same_shape(const char *op, const char *an, Tensor a, const char *bn, Tensor b) {
@@ -8,17 +10,19 @@ static void check_same_shape(const char *op, const char *an, Tensor a, const cha
 
 /* ---- axpby, mul, add_row ----------------------------------------------------- */
 
-static __global__ void k_axpby(float a, CuView<const float> x, float b, CuView<float> y, int64_t n) {
-    CU_FOR(e, n) {
-        int64_t i = e / y.c, j = e % y.c;
-        float xv = x.at(i, j);
-        float &yv = y.at(i, j);
-        if (b == 0)
-            yv = a * xv;
-        else if (b == 1)
-            yv += a * xv;
-        else
-            yv = a * xv + b * yv;
+static __global__ void k_axpby(float a, CuView<const float> x, float b, CuView<float> y, int64_t rows) {
+    CU_ROWS2(i, rows) {
+        const float *xr = x.row(i);
+        float *yr = y.row(i);
+        CU_COLS2(j, y.c) {
+            float xv = xr[j];
+            if (b == 0)
+                yr[j] = a * xv;
+            else if (b == 1)
+                yr[j] += a * xv;
+            else
+                yr[j] = a * xv + b * yr[j];
+        }
     }
 }
 
@@ -26,14 +30,17 @@ void cu_axpby(Backend *be, real a, Tensor x, real b, Tensor y) {
     tcheck_dtype("axpby", "x", x, DT_F32);
     tcheck_dtype("axpby", "y", y, DT_F32);
     check_same_shape("axpby", "x", x, "y", y);
-    int64_t n = tnumel(y);
-    if (n) CU_LAUNCH("axpby", k_axpby, cu_grid(n, CU_NT), CU_NT, 0, be, a, cu_view<const float>(x), b, cu_fview(y), n);
+    if (!tnumel(y)) return;
+    cu_wrote(be, y);
+    CuGrid2 g = cu_grid2(cu_rows(y), y.c);
+    CU_LAUNCH("axpby", k_axpby, g.grid, g.block, 0, be, a, cu_view<const float>(x), b, cu_fview(y), cu_rows(y));
 }
 
-static __global__ void k_mul(CuView<const float> a, CuView<const float> b, int bcast, CuView<float> y, int64_t n) {
-    CU_FOR(e, n) {
-        int64_t i = e / y.c, j = e % y.c;
-        y.at(i, j) = a.at(i, j) * b.at(bcast ? 0 : i, j);
+static __global__ void k_mul(CuView<const float> a, CuView<const float> b, int bcast, CuView<float> y, int64_t rows) {
+    CU_ROWS2(i, rows) {
+        const float *ar = a.row(i), *br = b.row(bcast ? 0 : i);
+        float *yr = y.row(i);
+        CU_COLS2(j, y.c) yr[j] = ar[j] * br[j];
     }
 }
 
@@ -44,24 +51,27 @@ void cu_mul(Backend *be, Tensor a, Tensor b, Tensor y) {
     int bcast = b.b * b.r == 1 && cu_rows(a) != 1;
     if (!bcast) check_same_shape("mul", "a", a, "b", b);
     CHECK_ARG(b.c == a.c, "mul: b has %lld columns, a has %lld", (long long)b.c, (long long)a.c);
-    int64_t n = tnumel(y);
-    if (n)
-        CU_LAUNCH("mul", k_mul, cu_grid(n, CU_NT), CU_NT, 0, be, cu_view<const float>(a), cu_view<const float>(b), bcast,
-                  cu_fview(y), n);
+    if (!tnumel(y)) return;
+    cu_wrote(be, y);
+    CuGrid2 g = cu_grid2(cu_rows(y), y.c);
+    CU_LAUNCH("mul", k_mul, g.grid, g.block, 0, be, cu_view<const float>(a), cu_view<const float>(b), bcast, cu_fview(y),
+              cu_rows(y));
 }
 
-static __global__ void k_add_row(CuView<float> y, const float *row, int64_t n) {
-    CU_FOR(e, n) {
-        int64_t i = e / y.c, j = e % y.c;
-        y.at(i, j) += row[j];
+static __global__ void k_add_row(CuView<float> y, const float *row, int64_t rows) {
+    CU_ROWS2(i, rows) {
+        float *yr = y.row(i);
+        CU_COLS2(j, y.c) yr[j] += row[j];
     }
 }
 
 void cu_add_row(Backend *be, Tensor y, Tensor row) {
     tcheck_dtype("add_row", "y", y, DT_F32);
     tcheck_shape("add_row", "row", row, DT_F32, 1, 1, y.c);
-    int64_t n = tnumel(y);
-    if (n) CU_LAUNCH("add_row", k_add_row, cu_grid(n, CU_NT), CU_NT, 0, be, cu_fview(y), (const float *)row.p, n);
+    if (!tnumel(y)) return;
+    cu_wrote(be, y);
+    CuGrid2 g = cu_grid2(cu_rows(y), y.c);
+    CU_LAUNCH("add_row", k_add_row, g.grid, g.block, 0, be, cu_fview(y), (const float *)row.p, cu_rows(y));
 }
 
 /* ---- sum_rows: fixed-order column reduction ------------------------------------ */
@@ -107,6 +117,7 @@ void cu_sum_rows(Backend *be, real alpha, Tensor x, real beta, Tensor out) {
     tcheck_shape("sum_rows", "out", out, DT_F32, 1, 1, x.c);
     int64_t rows = cu_rows(x), c = x.c;
     if (c == 0) return;
+    cu_wrote(be, out);
     int64_t per;
     int nchunk = colsum_chunks(rows, &per);
     double *part = (double *)cu_scratch(be, (size_t)nchunk * (size_t)c * sizeof(double));
@@ -123,10 +134,11 @@ __device__ __forceinline__ float act_f(int act, float v) {
     return act == ACT_RELU ? (v > 0 ? v : 0) : act == ACT_SIGMOID ? (float)(1 / (1 + exp(-(double)v))) : (float)tanh((double)v);
 }
 
-static __global__ void k_act_fwd(int act, CuView<const float> x, CuView<float> y, int64_t n) {
-    CU_FOR(e, n) {
-        int64_t i = e / y.c, j = e % y.c;
-        y.at(i, j) = act_f(act, x.at(i, j));
+static __global__ void k_act_fwd(int act, CuView<const float> x, CuView<float> y, int64_t rows) {
+    CU_ROWS2(i, rows) {
+        const float *xr = x.row(i);
+        float *yr = y.row(i);
+        CU_COLS2(j, y.c) yr[j] = act_f(act, xr[j]);
     }
 }
 
@@ -134,16 +146,21 @@ void cu_act_fwd(Backend *be, int act, Tensor x, Tensor y) {
     tcheck_dtype("act_fwd", "x", x, DT_F32);
     check_same_shape("act_fwd", "x", x, "y", y);
     CHECK_ARG(act >= ACT_RELU && act <= ACT_TANH, "act_fwd: unknown activation %d", act);
-    int64_t n = tnumel(y);
-    if (n) CU_LAUNCH("act_fwd", k_act_fwd, cu_grid(n, CU_NT), CU_NT, 0, be, act, cu_view<const float>(x), cu_fview(y), n);
+    if (!tnumel(y)) return;
+    cu_wrote(be, y);
+    CuGrid2 g = cu_grid2(cu_rows(y), y.c);
+    CU_LAUNCH("act_fwd", k_act_fwd, g.grid, g.block, 0, be, act, cu_view<const float>(x), cu_fview(y), cu_rows(y));
 }
 
-static __global__ void k_act_bwd(int act, CuView<const float> y, CuView<const float> dy, CuView<float> dx, int64_t n) {
-    CU_FOR(e, n) {
-        int64_t i = e / dx.c, j = e % dx.c;
-        float v = y.at(i, j);
-        float d = act == ACT_RELU ? (v > 0 ? 1.0f : 0.0f) : act == ACT_SIGMOID ? v * (1 - v) : 1 - v * v;
-        dx.at(i, j) = dy.at(i, j) * d;
+static __global__ void k_act_bwd(int act, CuView<const float> y, CuView<const float> dy, CuView<float> dx, int64_t rows) {
+    CU_ROWS2(i, rows) {
+        const float *yr = y.row(i), *dyr = dy.row(i);
+        float *dxr = dx.row(i);
+        CU_COLS2(j, dx.c) {
+            float v = yr[j];
+            float d = act == ACT_RELU ? (v > 0 ? 1.0f : 0.0f) : act == ACT_SIGMOID ? v * (1 - v) : 1 - v * v;
+            dxr[j] = dyr[j] * d;
+        }
     }
 }
 
@@ -152,21 +169,25 @@ void cu_act_bwd(Backend *be, int act, Tensor y, Tensor dy, Tensor dx) {
     check_same_shape("act_bwd", "y", y, "dy", dy);
     check_same_shape("act_bwd", "y", y, "dx", dx);
     CHECK_ARG(act >= ACT_RELU && act <= ACT_TANH, "act_bwd: unknown activation %d", act);
-    int64_t n = tnumel(y);
-    if (n)
-        CU_LAUNCH("act_bwd", k_act_bwd, cu_grid(n, CU_NT), CU_NT, 0, be, act, cu_view<const float>(y),
-                  cu_view<const float>(dy), cu_fview(dx), n);
+    if (!tnumel(y)) return;
+    cu_wrote(be, dx);
+    CuGrid2 g = cu_grid2(cu_rows(y), y.c);
+    CU_LAUNCH("act_bwd", k_act_bwd, g.grid, g.block, 0, be, act, cu_view<const float>(y), cu_view<const float>(dy),
+              cu_fview(dx), cu_rows(y));
 }
 
 /* ---- dropout and RNG fills (Philox by logical element index) ------------------- */
 
 static __global__ void k_dropout(CuView<const float> x, CuView<float> y, float p, float scale, uint64_t seed,
-                                 uint64_t stream, int64_t n) {
-    CU_FOR(e, n) {
-        int64_t i = e / y.c, j = e % y.c;
-        double u = philox_uniform(seed, stream, (uint64_t)e);
-        float xv = x.at(i, j);
-        y.at(i, j) = u >= p ? xv * scale : 0.0f;
+                                 uint64_t stream, int64_t rows) {
+    CU_ROWS2(i, rows) {
+        const float *xr = x.row(i);
+        float *yr = y.row(i);
+        CU_COLS2(j, y.c) {
+            double u = philox_uniform(seed, stream, (uint64_t)(i * y.c + j)); /* the logical index */
+            float xv = xr[j];
+            yr[j] = u >= p ? xv * scale : 0.0f;
+        }
     }
 }
 
@@ -175,24 +196,31 @@ void cu_dropout(Backend *be, Tensor x, Tensor y, real p, uint64_t seed, uint64_t
     check_same_shape("dropout", "x", x, "y", y);
     CHECK_ARG(p >= 0 && p < 1, "dropout: probability %g outside [0, 1)", (double)p);
     real scale = 1 / (1 - p);
-    int64_t n = tnumel(y);
-    if (n)
-        CU_LAUNCH("dropout", k_dropout, cu_grid(n, CU_NT), CU_NT, 0, be, cu_view<const float>(x), cu_fview(y), p, scale,
-                  seed, stream, n);
+    if (!tnumel(y)) return;
+    cu_wrote(be, y);
+    CuGrid2 g = cu_grid2(cu_rows(y), y.c);
+    CU_LAUNCH("dropout", k_dropout, g.grid, g.block, 0, be, cu_view<const float>(x), cu_fview(y), p, scale, seed, stream,
+              cu_rows(y));
 }
 
 static __global__ void k_rng_fill(CuView<float> t, int normal, float a, float b, uint64_t seed, uint64_t stream,
-                                  int64_t n) {
-    CU_FOR(e, n) {
-        t.el(e) = normal ? (float)(a + b * philox_normal(seed, stream, (uint64_t)e))
-                         : (float)(a + (b - a) * philox_uniform(seed, stream, (uint64_t)e));
+                                  int64_t rows) {
+    CU_ROWS2(i, rows) {
+        float *tr = t.row(i);
+        CU_COLS2(j, t.c) {
+            uint64_t e = (uint64_t)(i * t.c + j);
+            tr[j] = normal ? (float)(a + b * philox_normal(seed, stream, e))
+                           : (float)(a + (b - a) * philox_uniform(seed, stream, e));
+        }
     }
 }
 
 void cu_rng_fill(Backend *be, Tensor t, int normal, real a, real b, uint64_t seed, uint64_t stream) {
     tcheck_dtype("rng_fill", "t", t, DT_F32);
-    int64_t n = tnumel(t);
-    if (n) CU_LAUNCH("rng_fill", k_rng_fill, cu_grid(n, CU_NT), CU_NT, 0, be, cu_fview(t), normal, a, b, seed, stream, n);
+    if (!tnumel(t)) return;
+    cu_wrote(be, t);
+    CuGrid2 g = cu_grid2(cu_rows(t), t.c);
+    CU_LAUNCH("rng_fill", k_rng_fill, g.grid, g.block, 0, be, cu_fview(t), normal, a, b, seed, stream, cu_rows(t));
 }
 
 /* ---- row softmax ---------------------------------------------------------------- */
@@ -224,6 +252,7 @@ void cu_softmax_fwd(Backend *be, Tensor x, Tensor lens, Tensor y) {
         L = (const int32_t *)lens.p;
     }
     int64_t rows = cu_rows(y);
+    if (rows && y.c) cu_wrote(be, y);
     if (rows && y.c)
         CU_LAUNCH("softmax_fwd", k_softmax_fwd, cu_rows_grid(rows), CU_NT, 0, be, cu_view<const float>(x), L, cu_fview(y),
                   rows);
@@ -245,6 +274,7 @@ void cu_softmax_bwd(Backend *be, Tensor y, Tensor dy, Tensor dx) {
     check_same_shape("softmax_bwd", "y", y, "dy", dy);
     check_same_shape("softmax_bwd", "y", y, "dx", dx);
     int64_t rows = cu_rows(y);
+    if (rows && y.c) cu_wrote(be, dx);
     if (rows && y.c)
         CU_LAUNCH("softmax_bwd", k_softmax_bwd, cu_rows_grid(rows), CU_NT, 0, be, cu_view<const float>(y),
                   cu_view<const float>(dy), cu_fview(dx), rows);

@@ -17,8 +17,7 @@ static void check_cell(const char *op, Tensor gates, Tensor c_prev, Tensor mask,
 
 static __global__ void k_cell_fwd(CuView<float> gates, CuView<const float> cprev, int has_cprev, const float *mk,
                                   CuView<float> c, CuView<float> h, int64_t B, int64_t H) {
-    CU_FOR(e, B * H) {
-        int64_t b = e / H, j = e % H;
+    CU_ROWS2(b, B) CU_COLS2(j, H) {
         float *g = gates.row(b);
         float i = sigm(g[j]), f = sigm(g[H + j]), gg = (float)tanh((double)g[2 * H + j]), o = sigm(g[3 * H + j]);
         g[j] = i;
@@ -37,7 +36,11 @@ void cu_lstm_cell_fwd(Backend *be, Tensor gates, Tensor c_prev, Tensor mask, Ten
     CHECK_ARG(!tnull(h), "lstm_cell_fwd: h is required");
     int64_t B = gates.r, H = gates.c / 4;
     if (B * H == 0) return;
-    CU_LAUNCH("lstm_cell_fwd", k_cell_fwd, cu_grid(B * H, CU_NT), CU_NT, 0, be, cu_fview(gates),
+    cu_wrote(be, gates);
+    cu_wrote(be, c);
+    cu_wrote(be, h);
+    CuGrid2 g = cu_grid2(B, H);
+    CU_LAUNCH("lstm_cell_fwd", k_cell_fwd, g.grid, g.block, 0, be, cu_fview(gates),
               cu_view<const float>(c_prev), !tnull(c_prev), tnull(mask) ? (const float *)NULL : (const float *)mask.p,
               cu_fview(c), cu_fview(h), B, H);
 }
@@ -45,8 +48,7 @@ void cu_lstm_cell_fwd(Backend *be, Tensor gates, Tensor c_prev, Tensor mask, Ten
 static __global__ void k_cell_bwd(CuView<const float> gates, CuView<const float> cprev, int has_cprev,
                                   CuView<const float> c, const float *mk, CuView<const float> dh, CuView<float> dc,
                                   CuView<float> dgates, int64_t B, int64_t H) {
-    CU_FOR(e, B * H) {
-        int64_t b = e / H, j = e % H;
+    CU_ROWS2(b, B) CU_COLS2(j, H) {
         const float *g = gates.row(b);
         float *dg = dgates.row(b);
         float &dcr = dc.at(b, j);
@@ -76,7 +78,10 @@ void cu_lstm_cell_bwd(Backend *be, Tensor gates, Tensor c_prev, Tensor c, Tensor
     tcheck_shape("lstm_cell_bwd", "dc", dc, DT_F32, 1, B, H);
     tcheck_shape("lstm_cell_bwd", "dgates", dgates, DT_F32, 1, B, 4 * H);
     if (B * H == 0) return;
-    CU_LAUNCH("lstm_cell_bwd", k_cell_bwd, cu_grid(B * H, CU_NT), CU_NT, 0, be, cu_view<const float>(gates),
+    cu_wrote(be, dc);
+    cu_wrote(be, dgates);
+    CuGrid2 g = cu_grid2(B, H);
+    CU_LAUNCH("lstm_cell_bwd", k_cell_bwd, g.grid, g.block, 0, be, cu_view<const float>(gates),
               cu_view<const float>(c_prev), !tnull(c_prev), cu_view<const float>(c),
               tnull(mask) ? (const float *)NULL : (const float *)mask.p, cu_view<const float>(dh), cu_fview(dc),
               cu_fview(dgates), B, H);

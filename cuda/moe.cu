@@ -2,10 +2,14 @@
  * src/cpu/moe.c. Gating rows run one block per row; the top-k+1 selection
  * takes k+1 rounds of a block-wide argmax under the total order "larger
  * value first, lower index on ties", which is exactly the CPU's insertion
- * order. Routing is a deterministic counting sort (stable CUB radix sort of
+ * order for rows of numbers. A row holding a NaN has no such order: one
+ * thread then runs the CPU's insertion itself (core/topk.h), so both
+ * backends pick the same K1 distinct experts and the NaN reaches the loss.
+ * Routing is a deterministic counting sort (stable CUB radix sort of
  * (expert, slot) pairs, expert offsets by binary search); no float atomics. */
 #include <cub/cub.cuh>
 
+#include "core/topk.h"
 #include "cuda.cuh"
 
 enum { GNT = 128 }; /* threads per gating row */
@@ -13,8 +17,15 @@ enum { GNT = 128 }; /* threads per gating row */
 __device__ __forceinline__ double softplus(double z) { return z > 20 ? z : log1p(exp(z)); }
 __device__ __forceinline__ double sigm_d(double z) { return 1 / (1 + exp(-z)); }
 
-/* (va, ia) comes before (vb, ib): larger value, then lower index. */
+/* (va, ia) comes before (vb, ib): larger value, then lower index (rows without NaN). */
 __device__ __forceinline__ bool before(float va, int ia, float vb, int ib) { return va > vb || (va == vb && ia < ib); }
+
+/* Whether expert i is among the first k chosen (the CPU's in_topk). */
+__device__ __forceinline__ bool chosen(const int32_t *ix, int k, int64_t i) {
+    bool in = false;
+    for (int q = 0; q < k; q++) in |= ix[q] == (int32_t)i;
+    return in;
+}
 
 static void check_gate_inputs(const char *op, Tensor clean, Tensor raw, int k, int noisy, Tensor rowids, Tensor idx,
                               Tensor gates) {
@@ -31,6 +42,43 @@ static void check_gate_inputs(const char *op, Tensor clean, Tensor raw, int k, i
 }
 
 /* ---- noisy top-k gating ------------------------------------------------------ */
+
+/* The top K1 of a NaN-free row by K1 rounds of a block-wide argmax (all GNT
+ * threads call it; s_v, s_i: shared GNT-entry scratch). */
+static __device__ void topk_rounds(const float *h, int64_t n, int K1, int32_t *ix, float *s_v, int *s_i) {
+    float pv = 0;
+    int pi = -1;
+    for (int r = 0; r < K1; r++) {
+        float bv = 0;
+        int bi = -1;
+        for (int64_t i = threadIdx.x; i < n; i += GNT) {
+            float v = h[i];
+            if (pi >= 0 && !before(pv, pi, v, (int)i)) continue; /* already taken */
+            if (bi < 0 || before(v, (int)i, bv, bi)) {
+                bv = v;
+                bi = (int)i;
+            }
+        }
+        s_v[threadIdx.x] = bv;
+        s_i[threadIdx.x] = bi;
+        __syncthreads();
+        for (int s = GNT / 2; s > 0; s >>= 1) {
+            if ((int)threadIdx.x < s) {
+                float ov = s_v[threadIdx.x + s];
+                int oi = s_i[threadIdx.x + s];
+                if (oi >= 0 && (s_i[threadIdx.x] < 0 || before(ov, oi, s_v[threadIdx.x], s_i[threadIdx.x]))) {
+                    s_v[threadIdx.x] = ov;
+                    s_i[threadIdx.x] = oi;
+                }
+            }
+            __syncthreads();
+        }
+        pv = s_v[0];
+        pi = s_i[0];
+        if (threadIdx.x == 0) ix[r] = pi;
+        __syncthreads();
+    }
+}
 
 static __global__ void k_topk_fwd(CuView<const float> clean, CuView<const float> raw, int k, int K1, double noise_eps,
                                   int noisy, uint64_t seed, uint64_t stream, const int32_t *rowids, int64_t row0,
@@ -53,37 +101,13 @@ static __global__ void k_topk_fwd(CuView<const float> clean, CuView<const float>
             }
         }
         __syncthreads(); /* H of this row is visible to the whole block */
-        float pv = 0;
-        int pi = -1;
-        for (int r = 0; r < K1; r++) {
-            float bv = 0;
-            int bi = -1;
-            for (int64_t i = threadIdx.x; i < n; i += GNT) {
-                float v = h[i];
-                if (pi >= 0 && !before(pv, pi, v, (int)i)) continue; /* already taken */
-                if (bi < 0 || before(v, (int)i, bv, bi)) {
-                    bv = v;
-                    bi = (int)i;
-                }
-            }
-            s_v[threadIdx.x] = bv;
-            s_i[threadIdx.x] = bi;
+        int has_nan = 0;
+        for (int64_t i = threadIdx.x; i < n; i += GNT) has_nan |= isnan(h[i]);
+        if (__syncthreads_or(has_nan)) {
+            if (threadIdx.x == 0) topk_insert(h, n, K1, ix);
             __syncthreads();
-            for (int s = GNT / 2; s > 0; s >>= 1) {
-                if ((int)threadIdx.x < s) {
-                    float ov = s_v[threadIdx.x + s];
-                    int oi = s_i[threadIdx.x + s];
-                    if (oi >= 0 && (s_i[threadIdx.x] < 0 || before(ov, oi, s_v[threadIdx.x], s_i[threadIdx.x]))) {
-                        s_v[threadIdx.x] = ov;
-                        s_i[threadIdx.x] = oi;
-                    }
-                }
-                __syncthreads();
-            }
-            pv = s_v[0];
-            pi = s_i[0];
-            if (threadIdx.x == 0) ix[r] = pi;
-            __syncthreads();
+        } else {
+            topk_rounds(h, n, K1, ix, s_v, s_i);
         }
         if (threadIdx.x == 0) {
             float *g = gates.row(x);
@@ -92,15 +116,11 @@ static __global__ void k_topk_fwd(CuView<const float> clean, CuView<const float>
             for (int j = 0; j < k; j++) g[j] = (float)(exp(h[ix[j]] - mx) / s);
         }
         if (hasP) {
-            /* i is in the top k iff it does not come after the k-th choice */
-            int last = ix[k - 1];
-            float lastv = h[last];
-            double thr_in = h[ix[k]], thr_out = h[last];
+            double thr_in = h[ix[k]], thr_out = h[ix[k - 1]];
             float *p = P.row(x);
             for (int64_t i = threadIdx.x; i < n; i += GNT) {
                 double sigma = softplus(raw.at(x, i)) + noise_eps;
-                bool in = (int)i == last || before(h[i], (int)i, lastv, last);
-                double t = in ? thr_in : thr_out;
+                double t = chosen(ix, k, i) ? thr_in : thr_out;
                 p[i] = (float)cu_phi_cdf((c[i] - t) / sigma);
             }
         }
@@ -119,6 +139,10 @@ void cu_gate_topk_fwd(Backend *be, Tensor clean, Tensor raw, int k, real noise_e
         CHECK_ARG(noisy && k < n, "gate_topk_fwd: the load estimate needs noise and k < n");
     }
     if (N == 0) return;
+    cu_wrote(be, H);
+    cu_wrote(be, idx);
+    cu_wrote(be, gates);
+    if (!tnull(P)) cu_wrote(be, P);
     CU_LAUNCH("gate_topk_fwd", k_topk_fwd, cu_rows_grid(N), GNT, 0, be, cu_view<const float>(clean),
               cu_view<const float>(raw), k, K1, (double)noise_eps, noisy, seed, stream,
               tnull(rowids) ? (const int32_t *)NULL : (const int32_t *)rowids.p, row0, cu_fview(H), cu_iview(idx),
@@ -138,8 +162,7 @@ static __global__ void k_topk_bwd(CuView<const float> clean, CuView<const float>
         uint64_t rid = (uint64_t)(row0 + (rowids ? (int64_t)rowids[x] : x));
         double s = 0; /* softmax over the k selected noisy logits */
         for (int j = 0; j < k; j++) s += (double)g[j] * dg[j];
-        int last = ix[k - 1], lastK1 = ix[K1 - 1];
-        float lastv = h[last], lastK1v = h[lastK1];
+        int last = ix[k - 1];
         /* smooth load: P = Phi((clean_i - t)/sigma_i); t is ix[k]'s noisy logit
          * for i in the top k, else ix[k-1]'s: their sums go to those experts */
         double din = 0, dout = 0;
@@ -147,7 +170,7 @@ static __global__ void k_topk_bwd(CuView<const float> clean, CuView<const float>
             const float *dl = dload.row(per_row ? x : 0);
             for (int64_t i = threadIdx.x; i < n; i += GNT) {
                 if (dl[i] == 0) continue;
-                bool in = (int)i == last || before(h[i], (int)i, lastv, last);
+                bool in = chosen(ix, k, i);
                 int32_t src = in ? ix[k] : last;
                 double sigma = softplus(raw.at(x, i)) + noise_eps;
                 double z = (c[i] - h[src]) / sigma;
@@ -165,7 +188,7 @@ static __global__ void k_topk_bwd(CuView<const float> clean, CuView<const float>
             if (has_dload) {
                 const float *dl = dload.row(per_row ? x : 0);
                 if (dl[i] != 0) {
-                    bool in = (int)i == last || before(h[i], (int)i, lastv, last);
+                    bool in = chosen(ix, k, i);
                     int32_t src = in ? ix[k] : last;
                     double sigma = softplus(raw.at(x, i)) + noise_eps;
                     z = (c[i] - h[src]) / sigma;
@@ -173,15 +196,13 @@ static __global__ void k_topk_bwd(CuView<const float> clean, CuView<const float>
                 }
             }
             double dH = 0;
-            if ((int)i == lastK1 || before(h[i], (int)i, lastK1v, lastK1)) {
-                for (int j = 0; j < K1; j++)
-                    if (ix[j] == (int32_t)i) {
-                        if (j < k) dH += g[j] * (dg[j] - s);
-                        if (j == k) dH -= din;
-                        if (j == k - 1) dH -= dout;
-                        break;
-                    }
-            }
+            for (int j = 0; j < K1; j++)
+                if (ix[j] == (int32_t)i) {
+                    if (j < k) dH += g[j] * (dg[j] - s);
+                    if (j == k) dH -= din;
+                    if (j == k - 1) dH -= dout;
+                    break;
+                }
             dc[i] = (float)q + (float)dH;
             if (noisy) {
                 double dsig = -(q * z);
@@ -211,6 +232,8 @@ void cu_gate_topk_bwd(Backend *be, Tensor clean, Tensor raw, Tensor H, Tensor id
     }
     if (N == 0) return;
     int K1 = k < n ? k + 1 : k;
+    cu_wrote(be, dclean);
+    if (noisy) cu_wrote(be, draw);
     CU_LAUNCH("gate_topk_bwd", k_topk_bwd, cu_rows_grid(N), GNT, 0, be, cu_view<const float>(clean),
               cu_view<const float>(raw), cu_view<const float>(H), cu_view<const int32_t>(idx),
               cu_view<const float>(gates), k, K1, (double)noise_eps, noisy, seed, stream,
@@ -245,6 +268,8 @@ void cu_cv2(Backend *be, Tensor v, real w, Tensor loss, Tensor dv) {
     cu_check_vec("cv2", "v", v, DT_F32, n);
     cu_check_vec("cv2", "loss", loss, DT_F32, 1);
     if (!tnull(dv)) cu_check_vec("cv2", "dv", dv, DT_F32, n);
+    cu_wrote(be, loss);
+    if (!tnull(dv)) cu_wrote(be, dv);
     if (n == 0) {
         CUDA_CHECK(cudaMemsetAsync(loss.p, 0, sizeof(float), cu_stream(be)));
         return;
@@ -307,6 +332,7 @@ void cu_gate_batchwise_mask(Backend *be, Tensor probs, Tensor offs, int k, Tenso
         tcheck_dtype(op, "T", T, DT_F32);
         CHECK_ARG(T.b == 1 && T.c == n && (T.r == 1 || T.r == N), "gate_batchwise_mask: T must be 1 x n or N x n");
         int per_row = T.r == N && N > 1;
+        if (N * n > 0) cu_wrote(be, mask);
         if (N * n > 0)
             CU_LAUNCH(op, k_mask_thr, cu_grid(N * n, CU_NT), CU_NT, 0, be, cu_view<const float>(probs),
                       cu_view<const float>(T), per_row, cu_fview(mask), N * n);
@@ -368,6 +394,7 @@ void cu_gate_masknorm_fwd(Backend *be, Tensor probs, Tensor mask, Tensor gates) 
     tcheck_same("gate_masknorm_fwd", "probs", probs, "mask", mask);
     tcheck_same("gate_masknorm_fwd", "probs", probs, "gates", gates);
     int64_t N = cu_rows(probs);
+    if (N && probs.c) cu_wrote(be, gates);
     if (N && probs.c)
         CU_LAUNCH("gate_masknorm_fwd", k_masknorm_fwd, cu_rows_grid(N), CU_NT, 0, be, cu_view<const float>(probs),
                   cu_view<const float>(mask), cu_fview(gates), N);
@@ -395,6 +422,7 @@ void cu_gate_masknorm_bwd(Backend *be, Tensor probs, Tensor mask, Tensor gates, 
     tcheck_same("gate_masknorm_bwd", "probs", probs, "dgates", dgates);
     tcheck_same("gate_masknorm_bwd", "probs", probs, "dprobs", dprobs);
     int64_t N = cu_rows(probs);
+    if (N && probs.c) cu_wrote(be, dprobs);
     if (N && probs.c)
         CU_LAUNCH("gate_masknorm_bwd", k_masknorm_bwd, cu_rows_grid(N), CU_NT, 0, be, cu_view<const float>(probs),
                   cu_view<const float>(mask), cu_view<const float>(gates), cu_view<const float>(dgates),
@@ -473,6 +501,8 @@ void cu_threshold_loss(Backend *be, Tensor probs, Tensor mask_batch, Tensor T, r
     cu_check_vec(op, "loss", loss, DT_F32, 1);
     int per_row = T.r == N && N > 1;
     double scale = N ? w / (double)N : 0;
+    cu_wrote(be, loss);
+    cu_wrote(be, dT);
     if (per_row && N * n > 0)
         CU_LAUNCH(op, k_thr_dT_rows, cu_grid(N * n, CU_NT), CU_NT, 0, be, cu_view<const float>(probs),
                   cu_view<const float>(mask_batch), cu_view<const float>(T), scale, cu_fview(dT), N * n);
@@ -574,6 +604,9 @@ void cu_route_build(Backend *be, Tensor tok_offs, Tensor slot_exp, int n_exp, Te
     cu_check_vec(op, "pair_tok", pair_tok, DT_I32, M);
     CHECK_ARG(M < INT32_MAX, "route_build: too many slots");
     cu_check_offsets(be, op, "tok_offs", tok_offs, N, M);
+    cu_wrote(be, exp_offs);
+    cu_wrote(be, slot_pair);
+    cu_wrote(be, pair_tok);
     int bits = bits_for(n_exp);
     size_t temp = 0;
     CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp, (uint32_t *)nullptr, (uint32_t *)nullptr,
@@ -619,6 +652,7 @@ void cu_segment_ids(Backend *be, Tensor offs, Tensor ids) {
     int64_t P = tnumel(ids);
     cu_check_vec("segment_ids", "ids", ids, DT_I32, P);
     cu_check_offsets(be, "segment_ids", "offs", offs, G, P);
+    if (P) cu_wrote(be, ids);
     if (P && G)
         CU_LAUNCH("segment_ids", k_segment_ids, cu_grid(P, CU_NT), CU_NT, 0, be, (const int32_t *)offs.p, G, P,
                   (int32_t *)ids.p);
@@ -638,7 +672,7 @@ void cu_index_invert(Backend *be, Tensor perm, Tensor inv) {
     cu_check_vec("index_invert", "perm", perm, DT_I32, n);
     cu_check_vec("index_invert", "inv", inv, DT_I32, n);
     if (!n) return;
-    cu_fill(be, inv, -1.0);
+    cu_fill(be, inv, -1.0); /* (cu_fill tells the caches about inv) */
     CU_LAUNCH("index_invert", k_invert, cu_grid(n, CU_NT), CU_NT, 0, be, (const int32_t *)perm.p, n, (int32_t *)inv.p,
               cu_err(be), F_PERM);
 }
@@ -664,32 +698,57 @@ void cu_noise_keys(Backend *be, Tensor base, Tensor tok, Tensor slot, int k, Ten
     cu_check_vec("noise_keys", "tok", tok, DT_I32, M);
     cu_check_vec("noise_keys", "slot", slot, DT_I32, M);
     cu_check_vec("noise_keys", "out", out, DT_I32, M);
+    if (M) cu_wrote(be, out);
     if (M)
         CU_LAUNCH("noise_keys", k_noise_keys, cu_grid(M, CU_NT), CU_NT, 0, be, (const int32_t *)base.p,
                   (const int32_t *)tok.p, (const int32_t *)slot.p, k, N, M, (int32_t *)out.p, cu_err(be), F_NOISE_KEYS);
 }
 
-static __global__ void k_dense_count(CuView<const float> mask, int64_t N, int32_t *cnt) {
+static __global__ void k_dense_count(CuView<const float> mask, int64_t N, long long *cnt) {
     CU_FOR_ROWS(t, N) {
         const float *m = mask.row(t);
         long long c = 0;
         for (int64_t i = threadIdx.x; i < mask.c; i += CU_NT) c += m[i] != 0;
         c = cu_block_isum<CU_NT>(c);
-        if (threadIdx.x == 0) cnt[t] = (int32_t)c;
+        if (threadIdx.x == 0) cnt[t] = c;
     }
 }
 
+static const char *const F_DENSE_MANY = "route_dense_count: %lld slots by token %lld, more than I32 offsets hold";
+
+/* to[0] = 0, to[t+1] = the 64-bit running count cum[t] (which must fit I32). */
+static __global__ void k_dense_offs(const long long *cum, int64_t N, int32_t *to, CuErr *err, const char *fmt) {
+    CU_FOR(t, N + 1) {
+        long long v = t ? cum[t - 1] : 0;
+        if (v > INT32_MAX) {
+            cu_fail(err, fmt, v, t - 1, 0);
+            v = INT32_MAX;
+        }
+        to[t] = (int32_t)v;
+    }
+}
+
+/* Counts and the running count in 64 bits: a mask may have 2^31 elements or
+ * more (the CPU takes it too); only the total must fit the I32 offsets. */
 void cu_route_dense_count(Backend *be, Tensor mask, Tensor tok_offs) {
     tcheck_dtype("route_dense_count", "mask", mask, DT_F32);
     int64_t N = cu_rows(mask);
     cu_check_vec("route_dense_count", "tok_offs", tok_offs, DT_I32, N + 1);
-    CHECK_ARG(N < INT32_MAX && N * mask.c < INT32_MAX, "route_dense_count: mask too large");
-    size_t st = cu_scan_temp_bytes(N);
-    CuCarve cv = {(char *)cu_scratch(be, cu_al((size_t)(N + 1) * 4) + cu_al(st)), 0};
-    int32_t *cnt = cv.take<int32_t>(N + 1);
+    CHECK_ARG(N < INT32_MAX, "route_dense_count: mask has too many rows");
+    cu_wrote(be, tok_offs);
+    size_t st = 0;
+    CUDA_CHECK(cub::DeviceScan::InclusiveSum(nullptr, st, (const long long *)nullptr, (long long *)nullptr,
+                                             (int)(N > 0 ? N : 1)));
+    size_t vb = cu_al((size_t)(N ? N : 1) * sizeof(long long));
+    CuCarve cv = {(char *)cu_scratch(be, 2 * vb + cu_al(st)), 0};
+    long long *cnt = cv.take<long long>(N ? N : 1), *cum = cv.take<long long>(N ? N : 1);
     void *tmp = cv.take<char>(st);
-    if (N) CU_LAUNCH("route_dense_count", k_dense_count, cu_rows_grid(N), CU_NT, 0, be, cu_view<const float>(mask), N, cnt);
-    cu_exclusive_scan(be, cnt, (int32_t *)tok_offs.p, N, tmp, st);
+    if (N) {
+        CU_LAUNCH("route_dense_count", k_dense_count, cu_rows_grid(N), CU_NT, 0, be, cu_view<const float>(mask), N, cnt);
+        CUDA_CHECK(cub::DeviceScan::InclusiveSum(tmp, st, cnt, cum, (int)N, cu_stream(be)));
+    }
+    CU_LAUNCH("route_dense_count", k_dense_offs, cu_grid(N + 1, CU_NT), CU_NT, 0, be, cum, N, (int32_t *)tok_offs.p,
+              cu_err(be), F_DENSE_MANY);
 }
 
 static const char *const F_DENSE_FILL = "route_dense_fill: mask differs from tok_offs at token %lld";
@@ -731,6 +790,8 @@ void cu_route_dense_fill(Backend *be, Tensor mask, Tensor gates, Tensor tok_offs
     cu_check_vec(op, "slot_exp", slot_exp, DT_I32, M);
     cu_check_vec(op, "slot_gate", slot_gate, DT_F32, M);
     cu_check_offsets(be, op, "tok_offs", tok_offs, N, M);
+    cu_wrote(be, slot_exp);
+    cu_wrote(be, slot_gate);
     if (N && mask.c)
         CU_LAUNCH(op, k_dense_fill, cu_rows_grid(N), CU_NT, 0, be, cu_view<const float>(mask), cu_view<const float>(gates),
                   (const int32_t *)tok_offs.p, N, M, (int32_t *)slot_exp.p, (float *)slot_gate.p, cu_err(be),
@@ -810,6 +871,7 @@ static __global__ void k_combine(CuView<const float> ye, const float *sg, const 
 void cu_combine(Backend *be, Tensor ye, Tensor slot_gate, Tensor tok_offs, Tensor slot_pair, Tensor y) {
     int64_t N, M;
     check_combine(be, "combine", ye, slot_gate, tok_offs, slot_pair, y, &N, &M);
+    cu_wrote(be, y);
     if (N && y.c)
         CU_LAUNCH("combine", k_combine, cu_rows_grid(N), y.c >= 128 ? 128 : 32, 0, be, cu_view<const float>(ye),
                   tnull(slot_gate) ? (const float *)NULL : (const float *)slot_gate.p, (const int32_t *)tok_offs.p,
@@ -853,6 +915,8 @@ void cu_combine_bwd(Backend *be, Tensor dy, Tensor ye, Tensor slot_gate, Tensor 
     check_combine(be, "combine_bwd", ye, slot_gate, tok_offs, slot_pair, dy, &N, &M);
     tcheck_shape("combine_bwd", "dye", dye, DT_F32, 1, ye.r, ye.c);
     if (!tnull(dslot_gate)) cu_check_vec("combine_bwd", "dslot_gate", dslot_gate, DT_F32, M);
+    cu_wrote(be, dye);
+    if (!tnull(dslot_gate)) cu_wrote(be, dslot_gate);
     int64_t rest = (dye.r - M) * dye.c;
     if (rest > 0)
         CU_LAUNCH("combine_bwd", k_zero_rows_from, cu_grid(rest, CU_NT), CU_NT, 0, be, cu_fview(dye), M, rest);
@@ -866,6 +930,7 @@ void cu_combine_bwd(Backend *be, Tensor dy, Tensor ye, Tensor slot_gate, Tensor 
 /* ---- hierarchical gates ------------------------------------------------------------------ */
 
 static const char *const F_HIER_PAIR = "hier_compose: pair row %lld outside %lld (primary slot %lld)";
+static const char *const F_HIER_BWD_PAIR = "hier_compose_bwd: pair row %lld outside %lld (primary slot %lld)";
 static const char *const F_HIER_TOTAL = "hier_compose: %lld output slots for %lld secondary slots";
 
 /* cnt[s1] = number of secondary slots of primary slot s1's pair row. */
@@ -915,8 +980,8 @@ typedef struct {
 } HierScan;
 
 /* Output positions of each primary slot's secondary slots, in primary-slot order. */
-static HierScan hier_scan(Backend *be, const char *op, Tensor slot_pair1, Tensor tok_offs2, int64_t M1, int64_t P,
-                          int64_t M2) {
+static HierScan hier_scan(Backend *be, const char *op, const char *f_pair, Tensor slot_pair1, Tensor tok_offs2,
+                          int64_t M1, int64_t P, int64_t M2) {
     HierScan h;
     h.tmp_bytes = cu_scan_temp_bytes(M1);
     CuCarve cv = {(char *)cu_scratch(be, 2 * cu_al((size_t)(M1 + 1) * 4) + cu_al(h.tmp_bytes)), 0};
@@ -925,7 +990,7 @@ static HierScan hier_scan(Backend *be, const char *op, Tensor slot_pair1, Tensor
     h.tmp = cv.take<char>(h.tmp_bytes);
     if (M1)
         CU_LAUNCH(op, k_hier_count, cu_grid(M1, CU_NT), CU_NT, 0, be, (const int32_t *)slot_pair1.p,
-                  (const int32_t *)tok_offs2.p, M1, P, M2, h.cnt, cu_err(be), F_HIER_PAIR);
+                  (const int32_t *)tok_offs2.p, M1, P, M2, h.cnt, cu_err(be), f_pair);
     cu_exclusive_scan(be, h.cnt, h.pos, M1, h.tmp, h.tmp_bytes);
     return h;
 }
@@ -947,7 +1012,10 @@ void cu_hier_compose(Backend *be, Tensor tok_offs1, Tensor slot_exp1, Tensor slo
     CHECK_ARG(M1 < INT32_MAX && M2 < INT32_MAX, "hier_compose: too many slots");
     cu_check_offsets(be, op, "tok_offs1", tok_offs1, N, M1);
     cu_check_offsets(be, op, "tok_offs2", tok_offs2, P, M2);
-    HierScan h = hier_scan(be, op, slot_pair1, tok_offs2, M1, P, M2);
+    cu_wrote(be, tok_offs);
+    cu_wrote(be, slot_exp);
+    cu_wrote(be, slot_gate);
+    HierScan h = hier_scan(be, op, F_HIER_PAIR, slot_pair1, tok_offs2, M1, P, M2);
     if (M1)
         CU_LAUNCH(op, k_hier_fill, cu_grid(M1, CU_NT), CU_NT, 0, be, (const int32_t *)slot_exp1.p,
                   (const float *)slot_gate1.p, (const int32_t *)slot_pair1.p, (const int32_t *)tok_offs2.p,
@@ -990,7 +1058,9 @@ void cu_hier_compose_bwd(Backend *be, Tensor tok_offs1, Tensor slot_gate1, Tenso
     CHECK_ARG(M1 < INT32_MAX && M2 < INT32_MAX, "hier_compose_bwd: too many slots");
     cu_check_offsets(be, op, "tok_offs1", tok_offs1, N, M1);
     cu_check_offsets(be, op, "tok_offs2", tok_offs2, P, M2);
-    HierScan h = hier_scan(be, op, slot_pair1, tok_offs2, M1, P, M2);
+    cu_wrote(be, dslot_gate1);
+    cu_wrote(be, dslot_gate2);
+    HierScan h = hier_scan(be, op, F_HIER_BWD_PAIR, slot_pair1, tok_offs2, M1, P, M2);
     if (M1)
         CU_LAUNCH(op, k_hier_bwd, cu_grid(M1, CU_NT), CU_NT, 0, be, (const float *)slot_gate1.p,
                   (const int32_t *)slot_pair1.p, (const int32_t *)tok_offs2.p, (const float *)slot_gate2.p,
@@ -1012,6 +1082,7 @@ void cu_hier_load(Backend *be, Tensor Lp, Tensor Ls, Tensor offs, Tensor LH) {
     cu_check_vec("hier_load", "offs", offs, DT_I32, a + 1);
     tcheck_shape("hier_load", "Ls", Ls, DT_F32, 1, a, b);
     tcheck_shape("hier_load", "LH", LH, DT_F32, 1, a, b);
+    if (a * b > 0) cu_wrote(be, LH);
     if (a * b > 0)
         CU_LAUNCH("hier_load", k_hier_load, cu_grid(a * b, CU_NT), CU_NT, 0, be, (const float *)Lp.p,
                   cu_view<const float>(Ls), (const int32_t *)offs.p, cu_fview(LH), a * b);
@@ -1039,6 +1110,10 @@ void cu_hier_load_bwd(Backend *be, Tensor Lp, Tensor Ls, Tensor offs, Tensor dLH
     cu_check_vec("hier_load_bwd", "dLp", dLp, DT_F32, a);
     tcheck_shape("hier_load_bwd", "dLH", dLH, DT_F32, 1, a, b);
     tcheck_shape("hier_load_bwd", "dLs", dLs, DT_F32, 1, a, b);
+    if (a) {
+        cu_wrote(be, dLp);
+        cu_wrote(be, dLs);
+    }
     if (a)
         CU_LAUNCH("hier_load_bwd", k_hier_load_bwd, cu_rows_grid(a), CU_NT, 0, be, (const float *)Lp.p,
                   cu_view<const float>(Ls), (const int32_t *)offs.p, cu_view<const float>(dLH), (float *)dLp.p,

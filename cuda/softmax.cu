@@ -45,6 +45,10 @@ void cu_ce_chunk_fwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, T
     cu_check_vec("ce_chunk_fwd", "s", s, DT_F32, N);
     cu_check_vec("ce_chunk_fwd", "tl", tl, DT_F32, N);
     if (!tnull(zs)) cu_check_vec("ce_chunk_fwd", "zs", zs, DT_F32, N);
+    cu_wrote(be, m);
+    cu_wrote(be, s);
+    cu_wrote(be, tl);
+    if (!tnull(zs)) cu_wrote(be, zs);
     if (N)
         CU_LAUNCH("ce_chunk_fwd", k_ce_fwd, cu_rows_grid(N), CU_NT, 0, be, cu_view<const float>(logits), col0,
                   (const int32_t *)targets.p, (float *)m.p, (float *)s.p, (float *)tl.p,
@@ -71,21 +75,25 @@ void cu_ce_finish(Backend *be, Tensor m, Tensor s, Tensor tl, Tensor w, Tensor l
     cu_check_vec("ce_finish", "w", w, DT_F32, N);
     cu_check_vec("ce_finish", "lse", lse, DT_F32, N);
     cu_check_vec("ce_finish", "loss", loss, DT_F32, 1);
+    cu_wrote(be, lse);
+    cu_wrote(be, loss);
     CU_LAUNCH("ce_finish", k_ce_finish, 1, CU_NT, 0, be, (const float *)m.p, (const float *)s.p, (const float *)tl.p,
               (const float *)w.p, (float *)lse.p, (float *)loss.p, N);
 }
 
 static __global__ void k_ce_bwd(CuView<float> lg, int64_t col0, const int32_t *tg, const float *lse, const float *w,
-                                float ls, float uni, int64_t total) {
-    CU_FOR(e, total) {
-        int64_t t = e / lg.c, j = e % lg.c;
-        float &l = lg.at(t, j);
-        float wt = w[t];
-        /* the difference is a float, as on the CPU; exp is taken in double */
-        float p = (float)exp((double)(l - lse[t]));
-        float v = wt == 0 ? 0.0f : ls == 0.0f ? wt * p : wt * (p - uni);
-        if (wt != 0 && tg[t] - col0 == j) v -= wt * (1.0f - ls);
-        l = v;
+                                float ls, float uni, int64_t N) {
+    CU_ROWS2(t, N) {
+        float *lr = lg.row(t);
+        float wt = w[t], lt = lse[t];
+        int64_t hit = (int64_t)tg[t] - col0;
+        CU_COLS2(j, lg.c) {
+            /* the difference is a float, as on the CPU; exp is taken in double */
+            float p = (float)exp((double)(lr[j] - lt));
+            float v = wt == 0 ? 0.0f : ls == 0.0f ? wt * p : wt * (p - uni);
+            if (wt != 0 && hit == j) v -= wt * (1.0f - ls);
+            lr[j] = v;
+        }
     }
 }
 
@@ -97,10 +105,11 @@ void cu_ce_chunk_bwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, T
     cu_check_vec("ce_chunk_bwd", "w", w, DT_F32, N);
     CHECK_ARG(ls >= 0 && ls < 1 && V >= C, "ce_chunk_bwd: label smoothing %g over %lld classes", (double)ls,
               (long long)V);
-    if (N * C > 0)
-        CU_LAUNCH("ce_chunk_bwd", k_ce_bwd, cu_grid(N * C, CU_NT), CU_NT, 0, be, cu_fview(logits), col0,
-                  (const int32_t *)targets.p, (const float *)lse.p, (const float *)w.p, (float)ls,
-                  (float)(ls / (real)V), N * C);
+    if (N * C == 0) return;
+    cu_wrote(be, logits);
+    CuGrid2 g = cu_grid2(N, C);
+    CU_LAUNCH("ce_chunk_bwd", k_ce_bwd, g.grid, g.block, 0, be, cu_fview(logits), col0, (const int32_t *)targets.p,
+              (const float *)lse.p, (const float *)w.p, (float)ls, (float)(ls / (real)V), N);
 }
 
 static __global__ void k_sampled(CuView<float> lg, const float *tl, const int32_t *sm, const int32_t *tg, const float *w,
@@ -151,6 +160,9 @@ void cu_sampled_ce(Backend *be, Tensor logits, Tensor tl, Tensor samples, Tensor
     cu_check_vec("sampled_ce", "w", w, DT_F32, N);
     cu_check_vec("sampled_ce", "loss", loss, DT_F32, 1);
     cu_check_vec("sampled_ce", "dtl", dtl, DT_F32, N);
+    cu_wrote(be, logits);
+    cu_wrote(be, loss);
+    cu_wrote(be, dtl);
     double *row_loss = (double *)cu_scratch(be, (size_t)(N ? N : 1) * sizeof(double));
     if (N)
         CU_LAUNCH("sampled_ce", k_sampled, cu_rows_grid(N), CU_NT, 0, be, cu_fview(logits), (const float *)tl.p,

@@ -7,6 +7,8 @@
  *      then per-component times (bench_run.h)
  *   3. a table on stdout, the same as JSON with --json FILE
  *
+ * --precision picks the matrix products' precision (fp32 by default, for the
+ * README's comparisons; bf16 is what the tools use on an H100 by default).
  * Without a GPU (or in a build without CUDA) it prints one line and exits 77;
  * --cpu runs the same program on the CPU backend (with --tiny: in seconds).
  * --dump-check DIR writes the correctness-gate files read by
@@ -27,6 +29,7 @@
 static const char USAGE[] =
     "usage: bench_cuda [--json FILE] [--configs G1,G2,...] [--steps N] [--warmup N] [--comp-reps N]\n"
     "                  [--budget-s S] [--device N | --cpu [--threads N]] [--tiny] [--batch B] [--seed N]\n"
+    "                  [--precision fp32|tf32|bf16|auto]\n"
     "       bench_cuda --dump-check DIR [--cpu | --device N]\n"
     "  --json FILE     also write the results as JSON\n"
     "  --configs LIST  configurations to run (default G1,G2,G3,G4,G5)\n"
@@ -37,10 +40,12 @@ static const char USAGE[] =
     "  --cpu           run on the CPU backend (the benchmark is meant for the GPU)\n"
     "  --tiny          tiny shapes of every configuration (a smoke test of the harness)\n"
     "  --batch B       B sequences per micro-batch instead of each configuration's own\n"
+    "  --precision P   matrix products in fp32 (default), tf32, bf16, or auto (the tools' default:\n"
+    "                  bf16 on compute capability >= 8.0); the CPU takes fp32 and auto only\n"
     "  --dump-check DIR  write the correctness-gate files for bench/torch_ref.py --check DIR\n";
 
 typedef struct {
-    const char *json, *configs, *dump;
+    const char *json, *configs, *dump, *precision;
     int steps, warmup, comp_reps, cpu, threads, device, tiny, batch;
     double budget;
     uint64_t seed;
@@ -54,7 +59,7 @@ static int int_arg(const char *opt, const char *v, int lo) {
 }
 
 static void parse(int argc, char **argv, Args *a) {
-    *a = (Args){.steps = 5, .warmup = 2, .comp_reps = 3, .budget = 500, .seed = 1};
+    *a = (Args){.steps = 5, .warmup = 2, .comp_reps = 3, .budget = 500, .seed = 1, .precision = "fp32"};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
@@ -74,6 +79,7 @@ static void parse(int argc, char **argv, Args *a) {
         if (!strcmp(o, "--json")) a->json = v;
         else if (!strcmp(o, "--configs")) a->configs = v;
         else if (!strcmp(o, "--dump-check")) a->dump = v;
+        else if (!strcmp(o, "--precision")) a->precision = v;
         else if (!strcmp(o, "--steps")) a->steps = int_arg(o, v, 1);
         else if (!strcmp(o, "--warmup")) a->warmup = int_arg(o, v, 0);
         else if (!strcmp(o, "--comp-reps")) a->comp_reps = int_arg(o, v, 0);
@@ -84,6 +90,10 @@ static void parse(int argc, char **argv, Args *a) {
         else if (!strcmp(o, "--budget-s")) a->budget = int_arg(o, v, 0);
         else FATAL_HINT(EXIT_USAGE, "bench_cuda --help", "unknown option '%s'", o);
     }
+}
+
+static const char *precision_label(int p) {
+    return p == PRECISION_BF16 ? "bf16" : p == PRECISION_TF32 ? "tf32" : "fp32";
 }
 
 /* The backend, or exit 77 with one line when no GPU can be used. */
@@ -123,6 +133,7 @@ int main(int argc, char **argv) {
     parse(argc, argv, &a);
     double t0 = bench_now();
     Backend *be = open_backend(&a);
+    backend_set_precision(be, a.precision); /* a usage error (exit 2) names --precision */
     if (a.dump) {
         bench_dump_check(be, a.dump);
         backend_destroy(be);
@@ -141,6 +152,7 @@ int main(int argc, char **argv) {
                          "timed steps after warm-up; components: each layer's forward+backward timed apart on the "
                          "step's shapes (median)";
     printf("bench_cuda on %s%s\n", be->name, a.tiny ? " (--tiny shapes)" : "");
+    printf("precision %s (--precision %s)\n", precision_label(be->precision), a.precision);
     bench_print_ceilings(stdout, &ceil);
     printf("timing    %s\n", timing);
     printf("steps     %d warm-up + %d timed per configuration, component repetitions %d, budget %.0f s\n\n", a.warmup,
@@ -149,7 +161,8 @@ int main(int argc, char **argv) {
     fflush(stdout);
 
     BenchResult res[BENCH_MAX_CONFIGS];
-    BenchReport rep = {.program = "bench_cuda", .backend = be->name, .timing = timing, .ceil = &ceil, .res = res};
+    BenchReport rep = {.program = "bench_cuda", .backend = be->name, .precision = precision_label(be->precision),
+                       .timing = timing, .ceil = &ceil, .res = res};
     int left = nsel;
     for (int i = 0; i < ncfg; i++) {
         if (!selected(a.configs, cfg[i].id)) continue;

@@ -126,6 +126,8 @@ int bench_write_json(const char *path, const BenchReport *rep, char *err, size_t
     jstr(f, rep->program);
     fprintf(f, ", \"backend\": ");
     jstr(f, rep->backend);
+    fprintf(f, ", \"precision\": ");
+    jstr(f, rep->precision ? rep->precision : "fp32");
     fprintf(f, ",\n \"device\": ");
     jstr(f, c->device);
     fprintf(f, ", \"versions\": ");

@@ -10,6 +10,7 @@
 
 typedef struct BenchReport {
     const char *program, *backend, *timing;
+    const char *precision; /* of the matrix products: fp32, tf32 or bf16 (NULL: fp32) */
     const BenchCeilings *ceil;
     const BenchResult *res;
     int n;

@@ -61,10 +61,17 @@ MOE_HD philox_ctr philox_block(uint64_t seed, uint64_t stream, uint64_t block) {
 
 MOE_HD double philox_word_to_unit(uint32_t w) { return ((double)(w >> 8) + 0.5) * (1.0 / 16777216.0); }
 
+/* Word i (0..3) of a block, picked with constant indices: an index known
+ * only at run time would put the block in GPU local memory (a stack store
+ * and load per draw). */
+MOE_HD uint32_t philox_word(philox_ctr b, unsigned i) {
+    return i == 0 ? b.v[0] : i == 1 ? b.v[1] : i == 2 ? b.v[2] : b.v[3];
+}
+
 /* Uniform in (0,1): exactly representable in float, never 0 or 1. */
 MOE_HD double philox_uniform(uint64_t seed, uint64_t stream, uint64_t e) {
     philox_ctr b = philox_block(seed, stream, e >> 2);
-    return philox_word_to_unit(b.v[e & 3]);
+    return philox_word_to_unit(philox_word(b, (unsigned)(e & 3)));
 }
 
 #ifdef __CUDACC__
@@ -79,9 +86,9 @@ MOE_HD double philox_uniform(uint64_t seed, uint64_t stream, uint64_t e) {
 /* Standard normal (Box-Muller, cosine branch). */
 MOE_HD double philox_normal(uint64_t seed, uint64_t stream, uint64_t e) {
     philox_ctr b = philox_block(seed, stream, e >> 1);
-    int j = (int)(e & 1) * 2;
-    double u1 = philox_word_to_unit(b.v[j]);
-    double u2 = philox_word_to_unit(b.v[j + 1]);
+    unsigned j = (unsigned)(e & 1) * 2;
+    double u1 = philox_word_to_unit(philox_word(b, j));
+    double u2 = philox_word_to_unit(philox_word(b, j + 1));
     return sqrt(-2.0 * MOE_PHILOX_LOG(u1)) * MOE_PHILOX_COS(2.0 * u2);
 }
 

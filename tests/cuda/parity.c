@@ -14,7 +14,8 @@
  * Exit status: 0 all passed, 1 any failure, 77 no usable GPU (the program
  * then only checks that asking for cuda:0 fails with a clean one-line error).
  *
- *   make test-cuda            or   build/tests/cuda/parity [filter]
+ *   make test-cuda   or   build/tests/cuda/parity [filter]   or   build/tests/cuda/parity --list
+ * (make gpu-check runs each section in its own process: tests/cuda/gpu_check.sh)
  */
 #include <math.h>
 #include <setjmp.h>
@@ -31,8 +32,10 @@
 #include "nn/moe.h"
 #include <unistd.h>
 
-/* The CUDA backend's own entry point: referencing it links the backend in. */
+/* The CUDA backend's own entry points: referencing them links the backend in. */
 int backend_cuda_device_count(void);
+/* The precision grouped products of mode prec run in (cuda/blas.cu). */
+int backend_cuda_grouped_precision(Backend *be, int prec, int *tried);
 
 /* Tolerances (relative, see the header). Elementwise ops repeat the CPU's
  * float/double steps (nvcc -fmad=false), so they differ at most by libm
@@ -212,6 +215,16 @@ static void check(const char *name, PT t, double tol) {
     free(h);
 }
 
+/* Compare the whole allocation bit for bit (f32 included: -0.0 is not +0.0 here). */
+static void check_raw(const char *name, PT t) {
+    char *h = xmalloc(t.bytes, "parity download");
+    OP(GPU, download, h, t.gbase, t.bytes);
+    size_t bad = 0;
+    for (size_t i = 0; i < t.bytes / 4; i++) bad += memcmp((char *)t.cbase + 4 * i, h + 4 * i, 4) != 0;
+    report(name, (double)bad, 0, 1);
+    free(h);
+}
+
 static int wanted(const char *section) { return !filter || strstr(section, filter); }
 
 /* ---- memory ----------------------------------------------------------------------------- */
@@ -243,6 +256,39 @@ static void test_memory(void) {
     PT z2 = mat(33, 17);
     BOTH(fill, X(z2), 0.0);
     check("fill f32 zero", z2, 0);
+    PT nz = mat(9, 7);
+    BOTH(fill, X(nz), -0.0);
+    check_raw("fill f32 -0.0 keeps the sign bit", nz);
+    BOTH(fill, X(nz), 0.0);
+    check_raw("fill f32 +0.0 after -0.0", nz);
+    /* uploads are staged in a pinned ring and not waited for: 300 back to back
+     * from one reused host buffer (the ring wraps and waits), then one larger
+     * than a ring piece (copied directly) */
+    {
+        enum { NU = 300, UN = 16384, BIG = 6 << 18 };
+        float *hb = xmalloc((size_t)BIG * sizeof(float), "parity upload");
+        void *dv[NU];
+        for (int u = 0; u < NU; u++) {
+            dv[u] = OP(GPU, alloc, UN * sizeof(float), "parity");
+            for (int i = 0; i < UN; i++) hb[i] = (float)(u * UN + i);
+            OP(GPU, upload, dv[u], hb, UN * sizeof(float));
+        }
+        size_t bad = 0;
+        for (int u = 0; u < NU; u++) {
+            OP(GPU, download, hb, dv[u], UN * sizeof(float));
+            for (int i = 0; i < UN; i++) bad += hb[i] != (float)(u * UN + i);
+            OP(GPU, free, dv[u]);
+        }
+        void *db = OP(GPU, alloc, (size_t)BIG * sizeof(float), "parity");
+        for (int i = 0; i < BIG; i++) hb[i] = (float)(i % 9973);
+        OP(GPU, upload, db, hb, (size_t)BIG * sizeof(float));
+        memset(hb, 0, (size_t)BIG * sizeof(float));
+        OP(GPU, download, hb, db, (size_t)BIG * sizeof(float));
+        for (int i = 0; i < BIG; i++) bad += hb[i] != (float)(i % 9973);
+        OP(GPU, free, db);
+        free(hb);
+        report("upload: 300 x 64 KiB through the ring, then 6 MiB", (double)bad, 0, 1);
+    }
     /* a round trip through upload and download */
     float host[37], back[37];
     for (int i = 0; i < 37; i++) host[i] = rndv(0.1, 1, 0);
@@ -407,7 +453,20 @@ static void test_rows(void) {
     check("gather_rows beta 0.5", dst, TOL_EW);
     PT s2 = matv(n, c), d2 = matv(R, c);
     BOTH(scatter_add_rows, 0.75f, X(s2), X(id), X(d2));
-    check("scatter_add_rows duplicates", d2, TOL_EW);
+    check("scatter_add_rows duplicates", d2, TOL_EW); /* runs of at most 32: the CPU's order exactly */
+    /* runs longer than a chunk of 32 (a frequent token, the hierarchical
+     * load's few groups) are summed in chunks, then the chunk sums in order:
+     * another fixed order, so a reduction's tolerance */
+    enum { NL = 2000, RL = 6 };
+    int32_t idl[NL];
+    for (int i = 0; i < NL; i++) idl[i] = i % 11 == 3 ? -1 : i % 2 ? 0 : 1 + rndi(RL - 1);
+    PT idlt = ivec(idl, NL), sl = mat(NL, 45), dl = matv(RL, 45), s1 = mat(NL, 1), d1 = mat(RL, 1);
+    pt_fill(sl, 0.1, 1, 1);
+    pt_fill(s1, 0.1, 1, 1);
+    BOTH(scatter_add_rows, 0.5f, X(sl), X(idlt), X(dl));
+    check("scatter_add_rows long runs (chunked)", dl, TOL_RED);
+    BOTH(scatter_add_rows, 1.0f, X(s1), X(idlt), X(d1));
+    check("scatter_add_rows one column, long runs", d1, TOL_RED);
     PT a = pt_new(DT_F32, 2, 9, 130, 1), b = pt_new(DT_F32, 2, 9, 130, 1), out = mat(1, 18);
     BOTH(rowdot, X(a), X(b), 0.0f, X(out));
     check("rowdot beta 0", out, TOL_RED);
@@ -486,6 +545,35 @@ static void test_gating(void) {
                 check(name, draw, TOL_RED);
             }
         }
+        pool_free();
+    }
+    /* rows holding NaN (a diverged model): the CPU's K1 distinct experts, never -1 */
+    {
+        enum { NN = 6, NE = 40, KN = 2 };
+        PT clean = mat(NN, NE), raw = mat(NN, NE), H = mat(NN, NE), idx = pt_new(DT_I32, 1, NN, KN + 1, 0);
+        PT gates = mat(NN, KN), P = mat(NN, NE);
+        float *cl = clean.c.p;
+        cl[0 * NE + 5] = NAN;                                   /* one NaN mid-row */
+        for (int i = 0; i < NE; i++) cl[1 * NE + i] = NAN;     /* all NaN */
+        cl[2 * NE + 0] = NAN;                                   /* NaN first */
+        cl[3 * NE + NE - 1] = NAN;                              /* NaN last */
+        cl[4 * NE + 7] = INFINITY;                              /* inf and NaN */
+        cl[4 * NE + 9] = NAN;                                   /* row 5: none */
+        pt_push(clean);
+        BOTH(gate_topk_fwd, X(clean), X(raw), KN, 0.01f, 1, 5, 77, tnone(), 0, X(H), X(idx), X(gates), X(P));
+        check("gate_topk_fwd rows with NaN idx", idx, 0);
+        check("gate_topk_fwd rows with NaN gates", gates, TOL_RED);
+        check("gate_topk_fwd rows with NaN P", P, TOL_EW);
+        int32_t gi[NN * (KN + 1)];
+        OP(GPU, download, gi, idx.gbase, sizeof gi);
+        int outside = 0;
+        for (int i = 0; i < NN * (KN + 1); i++) outside += gi[i] < 0 || gi[i] >= NE;
+        report("gate_topk_fwd rows with NaN: no index outside [0, n)", outside, 0, 1);
+        PT dg = mat(NN, KN), dl = mat(1, NE), dc = mat(NN, NE), dr = mat(NN, NE);
+        BOTH(gate_topk_bwd, X(clean), X(raw), X(H), X(idx), X(gates), KN, 0.01f, 1, 5, 77, tnone(), 0, X(dg), X(dl),
+             X(dc), X(dr));
+        check("gate_topk_bwd rows with NaN dclean", dc, TOL_RED);
+        check("gate_topk_bwd rows with NaN draw", dr, TOL_RED);
         pool_free();
     }
     PT v = mat(1, 37), loss = mat(1, 1), dv = mat(1, 37);
@@ -730,6 +818,24 @@ static void test_optim(void) {
     BOTH(zero_rows, X(x), X(mark2));
     check("zero_rows values", x, TOL_EW);
     check("zero_rows marks", mark2, 0);
+    /* the whole parameter vector as one row (a checkpoint's norm): split in pieces */
+    PT lr = mat(1, 300000), o2 = mat(1, 1);
+    BOTH(sumsq, X(lr), tnone(), X(o2), 0);
+    check("sumsq one row of 300000 (pieces)", o2, TOL_RED);
+    /* a larger table with few marked rows: only those are touched */
+    enum { RB = 3000, DB = 40 };
+    int32_t *mkb = xmalloc(RB * sizeof(int32_t), "parity marks");
+    for (int r = 0; r < RB; r++) mkb[r] = rndi(10) == 0;
+    PT wb = mat(RB, DB), gb = mat(1, RB * DB), mb = mat(1, RB * DB), vb = mat(1, RB * DB), markb = ivec(mkb, RB);
+    pt_fill(vb, 0.01, 0.5, 1);
+    BOTH(adam_rows, X(wb), X(gb), X(mb), X(vb), X(markb), 1e-2f, 0.9f, 0.999f, 1e-8f, 2, 0.5f);
+    check("adam_rows 3000 rows, ~10% marked: w", wb, TOL_EW);
+    check("adam_rows 3000 rows, ~10% marked: m", mb, TOL_EW);
+    BOTH(sumsq, treshape(X(gb), RB, DB), X(markb), X(out), 0);
+    check("sumsq 3000 rows, ~10% marked", out, TOL_RED);
+    BOTH(zero_rows, treshape(X(gb), RB, DB), X(markb));
+    check("zero_rows 3000 rows, ~10% marked", gb, TOL_EW);
+    free(mkb);
     pool_free();
 }
 
@@ -782,10 +888,178 @@ static void test_errors(void) {
         OP(GPU, route_build, tk.g, sx.g, 2, eo.g, sp.g, pt.g);
         GPU->ops->sync(GPU); /* OP() needs an argument */
     });
+    /* the backward's own name in its value errors */
+    int32_t h_to1[3] = {0, 1, 2}, h_sp1[2] = {0, 7}, h_to2[3] = {0, 1, 2};
+    float h_g[2] = {0.5f, 0.25f};
+    PT ht1 = ivec(h_to1, 3), hsp = ivec(h_sp1, 2), ht2 = ivec(h_to2, 3), hg1 = fvec(h_g, 2), hg2 = fvec(h_g, 2),
+       hdg = fvec(h_g, 2), hd1 = mat(1, 2), hd2 = mat(1, 2);
+    EXPECT_FATAL("error: hier_compose_bwd names itself (deferred)", "hier_compose_bwd: pair row 7 outside 2", EXIT_USAGE, {
+        OP(GPU, hier_compose_bwd, ht1.g, hg1.g, hsp.g, ht2.g, hg2.g, hdg.g, hd1.g, hd2.g);
+        GPU->ops->sync(GPU); /* OP() needs an argument */
+    });
     /* the backend is still usable after a reported error */
     PT y = mat(4, 5);
     BOTH(axpby, 1.0f, X(A), 0.0f, X(y));
     check("after errors: axpby still agrees", y, TOL_EW);
+    pool_free();
+}
+
+/* ---- what the backend keeps between ops (cuda/cache.cu) ------------------------------------ */
+
+/* Offsets' host copies and bf16 roundings of product operands are kept until
+ * an op writes them: after each kind of write, the next product must use
+ * the new contents. A writer that forgot to tell the caches shows up here as
+ * a product computed from the old values. */
+
+/* (defined with the precision checks below) */
+static void check_bits(const char *name, PT C);
+static void gpu_precision(int prec);
+static void fill_special(PT t);
+static PT rounded(PT t, int strided);
+static void fill_onehot(PT t, const int32_t *o, int G);
+
+/* GPU values of t copied to its CPU side (the reference then starts from exactly the GPU's data). */
+static void pt_pull(PT t) { OP(GPU, download, t.cbase, t.gbase, t.bytes); }
+
+/* E = H op(V_g) with one-hot rows H: rows of the bf16-rounded V, exact; the
+ * CPU's reference rounds the GPU's current V. */
+static void kept_grouped(const char *what, PT H, PT V, PT offs, PT E) {
+    char name[128];
+    pt_pull(V);
+    PT Vr = rounded(V, 0);
+    OP(CPU, gemm_grouped, 0, 1.0f, H.c, Vr.c, offs.c, 0.0f, E.c);
+    OP(GPU, gemm_grouped, 0, 1.0f, H.g, V.g, offs.g, 0.0f, E.g);
+    snprintf(name, sizeof name, "caches: bf16 W after %s", what);
+    check_bits(name, E);
+}
+
+static void test_caches(void) {
+    char name[128];
+    /* offsets, fp32 */
+    enum { G = 6, M = 60, K = 9, NC = 7 };
+    int32_t o[G + 1];
+    make_offs(G, M, o);
+    PT offs = ivec(o, G + 1), A = mat(M, K), W = pt_new(DT_F32, G, K, NC, 0), C = mat(M, NC);
+    for (int rep = 0; rep < 2; rep++) {
+        BOTH(gemm_grouped, 0, 1.0f, X(A), X(W), X(offs), 0.0f, X(C));
+        check(rep ? "caches: offsets kept" : "caches: offsets first use", C, TOL_GEMM);
+    }
+    make_offs(G, M, o);
+    memcpy(offs.cbase, o, sizeof o);
+    pt_push(offs);
+    BOTH(gemm_grouped, 0, 1.0f, X(A), X(W), X(offs), 0.0f, X(C));
+    check("caches: offsets after upload", C, TOL_GEMM);
+    BOTH(iota, X(offs), 0, M / G);
+    BOTH(gemm_grouped, 0, 1.0f, X(A), X(W), X(offs), 0.0f, X(C));
+    check("caches: offsets after iota", C, TOL_GEMM);
+    make_offs(G, M, o);
+    PT o2 = ivec(o, G + 1);
+    BOTH(copy, X(offs), X(o2));
+    BOTH(gemm_grouped, 0, 1.0f, X(A), X(W), X(offs), 0.0f, X(C));
+    check("caches: offsets after copy", C, TOL_GEMM);
+    int32_t to[M + 1], se[M];
+    for (int t = 0; t <= M; t++) to[t] = t;
+    for (int t = 0; t < M; t++) se[t] = rndi(G);
+    PT tk = ivec(to, M + 1), sx = ivec(se, M), sp = pt_new(DT_I32, 1, 1, M, 0), ptk = pt_new(DT_I32, 1, 1, M, 0);
+    BOTH(route_build, X(tk), X(sx), G, X(offs), X(sp), X(ptk));
+    BOTH(gemm_grouped, 0, 1.0f, X(A), X(W), X(offs), 0.0f, X(C));
+    check("caches: offsets after route_build", C, TOL_GEMM);
+    PT Bw = mat(M, NC), Cw = pt_new(DT_F32, G, K, NC, 0);
+    BOTH(gemm_grouped_wgrad, 1.0f, X(A), X(Bw), X(offs), 0.0f, X(Cw));
+    check("caches: offsets shared by gemm_grouped_wgrad", Cw, TOL_GEMM);
+    pool_free();
+
+    /* bf16 roundings of W: made at the second use, then reused until a write */
+    gpu_precision(PRECISION_BF16);
+    enum { GB = 3, KB = 8, NB = 8 };
+    int32_t ob[GB + 1] = {0, 5, 5, 12}; /* at most KB rows per group, one empty group */
+    PT offb = ivec(ob, GB + 1), H = mat(12, KB), V = pt_new(DT_F32, GB, KB, NB, 0), E = mat(12, NB);
+    fill_onehot(H, ob, GB);
+    fill_special(V);
+    for (int use = 1; use <= 3; use++) {
+        snprintf(name, sizeof name, "use %d", use);
+        kept_grouped(name, H, V, offb, E);
+    }
+    int64_t nv = GB * KB * NB;
+    PT g = mat(1, nv), m = mat(1, nv), vv = mat(1, nv), V2 = pt_new(DT_F32, GB, KB, NB, 0);
+    pt_fill(vv, 0.01, 0.5, 1);
+    BOTH(adam, X(V), X(g), X(m), X(vv), 1e-2f, 0.9f, 0.999f, 1e-8f, 1, 1.0f);
+    kept_grouped("adam", H, V, offb, E);
+    BOTH(sgd, X(V), X(g), 0.3f, 1.0f);
+    kept_grouped("sgd", H, V, offb, E);
+    PT vr = mat(1, GB * KB), vc = mat(1, GB * NB);
+    pt_fill(vr, 0.01, 0.5, 1);
+    pt_fill(vc, 0.01, 0.5, 1);
+    BOTH(factored, X(V), X(V2), X(vr), X(vc), 1e-2f, 0.99f, 1e-30f, 1, 1.0f);
+    kept_grouped("factored", H, V, offb, E);
+    BOTH(axpby, 0.5f, X(V2), 1.0f, X(V));
+    kept_grouped("axpby", H, V, offb, E);
+    BOTH(mul, X(V), X(V2), X(V));
+    kept_grouped("mul", H, V, offb, E);
+    BOTH(copy, X(V), X(V2));
+    kept_grouped("copy", H, V, offb, E);
+    fill_special(V);
+    kept_grouped("upload", H, V, offb, E);
+    BOTH(rng_fill, X(V), 1, 0.0f, 1.0f, 3, 4);
+    kept_grouped("rng_fill", H, V, offb, E);
+    BOTH(fill, X(V), 0.3);
+    kept_grouped("fill", H, V, offb, E);
+    PT ga = mat(KB, 5), gbm = mat(5, NB);
+    BOTH(gemm, 0, 0, 1.0f, X(ga), X(gbm), 0.0f, tbatch(X(V), 1));
+    kept_grouped("gemm into one of its matrices", H, V, offb, E);
+    PT wa = mat(12, KB), wb = mat(12, NB);
+    BOTH(gemm_grouped_wgrad, 1.0f, X(wa), X(wb), X(offb), 0.0f, X(V));
+    kept_grouped("gemm_grouped_wgrad", H, V, offb, E);
+    int32_t rid[10];
+    for (int i = 0; i < 10; i++) rid[i] = rndi(GB * KB);
+    PT rids = ivec(rid, 10), rs = mat(10, NB);
+    BOTH(scatter_add_rows, 1.0f, X(rs), X(rids), treshape(X(V), GB * KB, NB));
+    kept_grouped("scatter_add_rows", H, V, offb, E);
+    int32_t gid[10];
+    for (int i = 0; i < 10; i++) gid[i] = rndi(10);
+    PT gids = ivec(gid, 10);
+    BOTH(gather_rows, X(rs), X(gids), 0.5f, trows(treshape(X(V), GB * KB, NB), 0, 10));
+    kept_grouped("gather_rows", H, V, offb, E);
+    PT row = mat(1, NB), srow = mat(1, GB * KB);
+    BOTH(add_row, treshape(X(V), GB * KB, NB), X(row));
+    kept_grouped("add_row", H, V, offb, E);
+    BOTH(scale_rows, treshape(X(V), GB * KB, NB), X(srow), treshape(X(V), GB * KB, NB));
+    kept_grouped("scale_rows", H, V, offb, E);
+    BOTH(act_fwd, ACT_TANH, X(V), X(V));
+    kept_grouped("act_fwd", H, V, offb, E);
+    BOTH(dropout, X(V), X(V), 0.5f, 9, 9);
+    kept_grouped("dropout", H, V, offb, E);
+    int32_t mk[GB * KB];
+    for (int i = 0; i < GB * KB; i++) mk[i] = i % 3 == 0;
+    PT mark = ivec(mk, GB * KB);
+    BOTH(adam_rows, treshape(X(V), GB * KB, NB), X(g), X(m), X(vv), X(mark), 1e-2f, 0.9f, 0.999f, 1e-8f, 2, 1.0f);
+    kept_grouped("adam_rows", H, V, offb, E);
+    BOTH(zero_rows, treshape(X(V), GB * KB, NB), X(mark));
+    kept_grouped("zero_rows", H, V, offb, E);
+    /* the dense product keeps its operands the same way: B = V's first matrix */
+    PT J = mat(KB, KB), D = mat(KB, NB);
+    int32_t oj[2] = {0, KB};
+    fill_onehot(J, oj, 1);
+    for (int step = 0; step < 4; step++) {
+        if (step == 3) BOTH(axpby, -1.0f, X(V2), 0.5f, X(V));
+        pt_pull(V);
+        PT Vr = rounded(V, 0);
+        OP(CPU, gemm, 0, 0, 1.0f, J.c, tbatch(Vr.c, 0), 0.0f, D.c);
+        OP(GPU, gemm, 0, 0, 1.0f, J.g, tbatch(V.g, 0), 0.0f, D.g);
+        snprintf(name, sizeof name, "caches: bf16 dense B, %s", step < 3 ? (step ? "kept" : "first use") : "after axpby");
+        check_bits(name, D);
+    }
+    /* freed, then a new tensor (perhaps at the same address) with other values */
+    PT Vn = pt_new(DT_F32, GB, KB, NB, 0);
+    int vi = n_pool - 1; /* Vn's pool entry */
+    kept_grouped("a second tensor", H, Vn, offb, E);
+    kept_grouped("a second tensor, kept", H, Vn, offb, E);
+    OP(GPU, free, pool[vi].gbase);
+    pool[vi].gbase = OP(GPU, alloc, pool[vi].bytes, "parity");
+    pool[vi].g.p = pool[vi].gbase;
+    fill_special(pool[vi]);
+    kept_grouped("free and a new allocation", H, pool[vi], offb, E);
+    gpu_precision(PRECISION_FP32);
     pool_free();
 }
 
@@ -1182,6 +1456,15 @@ static void prec_bits(void) {
         PT Ar = rounded(A, 1);
         OP(CPU, gemm_grouped, 0, 1.0f, Ar.c, W.c, offs.c, 0.0f, C.c);
         OP(GPU, gemm_grouped, 0, 1.0f, A.g, W.g, offs.g, 0.0f, C.g);
+        if (G > 8 && backend_cuda_grouped_precision(GPU, PRECISION_BF16, NULL) != PRECISION_BF16) {
+            /* this cuBLAS refused grouped bf16 products with an f32 C: they run in
+             * tf32 on the f32 data (cuda/blas.cu), so there is no bf16 rounding to
+             * check here; the "bf16 gemm_grouped" bounds above still hold */
+            printf("# note: grouped bf16 products of %d groups run in %s on this cuBLAS (bits not checked)\n", G,
+                   backend_cuda_grouped_precision(GPU, PRECISION_BF16, NULL) == PRECISION_TF32 ? "tf32" : "fp32");
+            pool_free();
+            continue;
+        }
         snprintf(name, sizeof name, "bf16 bits: gemm_grouped G=%d A", G);
         check_bits(name, C);
         /* W path: one-hot rows of A pick rows of op(W_g) */
@@ -1398,8 +1681,16 @@ static void test_comm(void) {
 
 /* ---- main ------------------------------------------------------------------------------------ */
 
+/* The sections, in the order they run (make gpu-check runs each alone). */
+static const char *const SECTIONS[] = {"memory", "gemm",  "grouped", "elementwise", "rows",   "lstm",  "gating", "routing",
+                                       "softmax", "attention", "optim", "errors", "caches", "comm", "model", "precision"};
+
 int main(int argc, char **argv) {
     moe_set_progname("parity");
+    if (argc > 1 && !strcmp(argv[1], "--list")) {
+        for (size_t i = 0; i < sizeof SECTIONS / sizeof *SECTIONS; i++) printf("%s\n", SECTIONS[i]);
+        return 0;
+    }
     filter = argc > 1 ? argv[1] : NULL;
     int ndev = backend_cuda_device_count();
     if (ndev <= 0) {
@@ -1426,7 +1717,7 @@ int main(int argc, char **argv) {
                  {"elementwise", test_elementwise}, {"rows", test_rows},       {"lstm", test_lstm},
                  {"gating", test_gating},         {"routing", test_routing},   {"softmax", test_softmax},
                  {"attention", test_attention},   {"optim", test_optim},       {"errors", test_errors},
-                 {"comm", test_comm}};
+                 {"caches", test_caches},         {"comm", test_comm}};
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++)
         if (wanted(tests[i].name)) tests[i].fn();
     if (wanted("model")) {
