@@ -8,7 +8,9 @@ filter=${2:-}
 pass=0 fail=0 skip=0
 failed=()
 export CMOCKA_MESSAGE_OUTPUT=TAP
-export MOE_SHARED=${MOE_SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}
+# The tests read the repository's own data (tests/data, tests/golden) and nothing beside
+# it: no variable may point them at another copy (tests/e2e/self_contained.sh checks this).
+unset MOE_TESTDATA MOE_GOLDEN
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 

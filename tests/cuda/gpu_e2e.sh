@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The GPU acceptance checks, end to end through the tools (GPU 0):
-#  (a) tests/cuda/tiny-lm.yml (an LSTM + MoE language model on real PTB text, dropout 0,
-#      full softmax) trained 100 updates on the CPU and on the GPU with --precision fp32:
+#  (a) tests/cuda/tiny-lm.yml (an LSTM + MoE language model on real text, the PTB-style KJV
+#      of tests/data/kjv-lm, dropout 0, full softmax) trained 100 updates on the CPU and on the GPU with --precision fp32:
 #      the losses agree within 1e-4 relative at every step;
 #  (b) the same on the GPU with --precision bf16: the final loss is within 1% of fp32's;
 #  (c) a tiny translation model (reversing symbol sequences, trained briefly on the CPU)
 #      translated by moe-translate on the CPU and on the GPU in fp32: identical lines.
-# Prints the measured figures. Exit 0 pass, 1 fail, 77 without a GPU or the PTB text.
+# Prints the measured figures. Exit 0 pass, 1 fail, 77 without a GPU.
 #   make test-cuda   or   bash tests/cuda/gpu_e2e.sh
 . "$(dirname "$0")/../e2e/common.bash"
 
@@ -15,16 +15,12 @@ if [ "$cuda" != built ]; then
     echo "gpu_e2e: skipped (CUDA backend: ${cuda:-unknown})"
     exit 77
 fi
-PTB=$SHARED/data/ptb
-if [ ! -s "$PTB/ptb.train.txt" ]; then
-    echo "gpu_e2e: skipped (no $PTB/ptb.train.txt; set MOE_SHARED)"
-    exit 77
-fi
+kjv_lm train >train.txt
 
 # ---- (a) and (b): the tiny LM, 100 updates on each device ----
 train_lm() { # dir device precision
     mkdir "$1"
-    (cd "$1" && "$BIN/moe-train" -c "$ROOT/tests/cuda/tiny-lm.yml" --train-sets "$PTB/ptb.train.txt" \
+    (cd "$1" && "$BIN/moe-train" -c "$ROOT/tests/cuda/tiny-lm.yml" --train-sets "$WORK/train.txt" \
         --devices "$2" --precision "$3" -m m.bin --log m.log --quiet) || fail "moe-train ($1: --devices $2 --precision $3)"
     losses "$1/m.log" >"$1/losses.txt"
     [ "$(wc -l <"$1/losses.txt")" -eq 100 ] || fail "$1: $(wc -l <"$1/losses.txt") training steps logged, expected 100"
