@@ -57,6 +57,7 @@ for t in tests/e2e/*.sh; do
     printf '%-34s %s  (%ds)\n' "e2e/$name" "$st" $((SECONDS - start))
     if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then tail -n 40 "$log"; fi
     [ $rc -eq 77 ] && tail -n 1 "$log" | sed 's/^/    /'
+    [ $rc -eq 0 ] && grep '^note: ' "$log" | sed 's/^/    /'
 done
 
 [ $skip -gt 0 ] && echo "$skip skipped"
