@@ -82,7 +82,7 @@ fi
 } >"$DIR/env.txt" 2>&1
 say "GPU: $gpu | nvcc $("$NVCC" --version 2>&1 | sed -n 's/.*release \([0-9.]*\).*/\1/p') | budget $BUDGET s"
 
-# the Debian kit (/work/shared/devkit/README.md, cuda/README.md) when the -dev packages are missing
+# the Debian kit (cuda/README.md: make-kit.sh of the team's devkit) when the -dev packages are missing
 pkgs=(openblas sentencepiece yaml-0.1 zlib)
 if ! pkg-config --exists "${pkgs[@]}" 2>/dev/null; then
     if [ -f "$KIT/setup.sh" ]; then

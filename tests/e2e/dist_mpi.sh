@@ -11,10 +11,8 @@
 . "$(dirname "$0")/common.bash"
 command -v mpirun >/dev/null || { echo "mpirun not found (apt-get install openmpi-bin)"; exit 77; }
 "$BIN/moe-train" --build-info | grep -q '^MPI: yes' || { echo "built without MPI (install libopenmpi-dev)"; exit 77; }
-ptb=$SHARED/data/ptb
-[ -f "$ptb/ptb.valid.txt" ] || { echo "no PTB data under $SHARED"; exit 77; }
-head -n 400 "$ptb/ptb.valid.txt" >train.txt
-head -n 100 "$ptb/ptb.test.txt" >valid.txt
+kjv_lm valid 400 >train.txt
+kjv_lm test 100 >valid.txt
 mpi() { mpirun --allow-run-as-root --oversubscribe -np "$@"; }
 common=(--train-sets ../train.txt --valid-sets ../valid.txt --dim-emb 32 --dim-rnn 32 --moe-expert-count 8
         --moe-top-k 2 --moe-expert-ffn-dim 48 --softmax full --dropout 0 --learn-rate 0.01 --lr-warmup 5

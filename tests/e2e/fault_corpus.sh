@@ -5,15 +5,13 @@
 # checkpoint still loads and, with the shards restored, training resumes from it.
 . "$(dirname "$0")/common.bash"
 BIN=${MOE_BIN:-$BIN} # the sanitizer build's tools (make test SANITIZE=...)
-ptb=$SHARED/data/ptb
-[ -f "$ptb/ptb.train.txt" ] || { echo "no PTB data under $SHARED"; exit 77; }
 [ -d /proc/self/fd ] || { echo "no /proc: cannot see which shard is open"; exit 77; }
-head -n 20 "$ptb/ptb.test.txt" >test.txt
-# 40 shards of 1000 lines, read in chunks of 200 lines: a shard lasts a few dozen updates
+kjv_lm test 20 >test.txt
+# 21 shards of (up to) 1000 lines, read in chunks of 200 lines: a shard lasts a few dozen updates
 mkdir clean
-head -n 40000 "$ptb/ptb.train.txt" | split -l 1000 -d -a 2 --additional-suffix=.txt - clean/part-
+kjv_lm train | split -l 1000 -d -a 2 --additional-suffix=.txt - clean/part-
 gzip clean/*.txt
-awk '{ for (i = 1; i <= NF; i++) c[$i]++ } END { for (w in c) print w, c[w] }' "$ptb/ptb.train.txt" |
+kjv_lm train | awk '{ for (i = 1; i <= NF; i++) c[$i]++ } END { for (w in c) print w, c[w] }' |
     sort -k2,2nr -k1,1 >vocab.txt
 args=(--train-sets shards --vocabs vocab.txt --dim-emb 16 --dim-rnn 16 --moe-expert-count 4 --moe-top-k 2
       --moe-expert-ffn-dim 16 --softmax sampled --softmax-samples 100 --mini-batch-words 400 --shuffle-buffer 200

@@ -9,10 +9,9 @@
 # state are byte-identical and still load and resume, and no temp or .state.new file is left.
 . "$(dirname "$0")/common.bash"
 BIN=${MOE_BIN:-$BIN} # the sanitizer build's tools (make test SANITIZE=...)
-ptb=$SHARED/data/ptb
-[ -f "$ptb/ptb.valid.txt" ] || { echo "no PTB data under $SHARED"; exit 77; }
-head -n 20 "$ptb/ptb.test.txt" >test.txt
-args=(--train-sets "$ptb/ptb.valid.txt" --batching stream --mini-batch 8 --bptt 10 --dim-emb 64 --dim-rnn 16
+kjv_lm valid >train.txt
+kjv_lm test 20 >test.txt
+args=(--train-sets "$WORK/train.txt" --batching stream --mini-batch 8 --bptt 10 --dim-emb 64 --dim-rnn 16
       --dim-proj 64 --moe-expert-count 4 --moe-top-k 2 --moe-expert-ffn-dim 16 --softmax sampled
       --softmax-samples 50 --valid-freq 0 --save-freq 2 --model m.bin --quiet)
 mkdir good && (cd good && "$BIN/moe-train" "${args[@]}" --after 4u) || fail "training the first model"

@@ -14,13 +14,12 @@
 # MOE_FAULT_SEED=N replays the kill delays of a failed run.
 . "$(dirname "$0")/common.bash"
 BIN=${MOE_BIN:-$BIN} # the sanitizer build's tools (make test SANITIZE=...)
-ptb=$SHARED/data/ptb
-[ -f "$ptb/ptb.valid.txt" ] || { echo "no PTB data under $SHARED"; exit 77; }
 seed=${MOE_FAULT_SEED:-$$}
 RANDOM=$seed
-head -n 5 "$ptb/ptb.test.txt" >test.txt
+kjv_lm valid >train.txt
+kjv_lm test 5 >test.txt
 steps=40 kills=12
-args=(--train-sets "$ptb/ptb.valid.txt" --batching stream --mini-batch 8 --bptt 10 --dim-emb 512 --dim-rnn 16
+args=(--train-sets ../train.txt --batching stream --mini-batch 8 --bptt 10 --dim-emb 512 --dim-rnn 16
       --dim-proj 512 --moe-expert-count 4 --moe-top-k 2 --moe-expert-ffn-dim 16 --softmax sampled
       --softmax-samples 50 --valid-freq 0 --save-freq 1 --disp-freq 1 --after ${steps}u
       --model m.bin --log m.log --quiet)

@@ -5,10 +5,9 @@
 # evaluates to a finite perplexity and resumes; without the hook the same command trains on.
 . "$(dirname "$0")/common.bash"
 BIN=${MOE_BIN:-$BIN} # the sanitizer build's tools (make test SANITIZE=...)
-ptb=$SHARED/data/ptb
-[ -f "$ptb/ptb.valid.txt" ] || { echo "no PTB data under $SHARED"; exit 77; }
-head -n 20 "$ptb/ptb.test.txt" >test.txt
-args=(--train-sets "$ptb/ptb.valid.txt" --batching stream --mini-batch 8 --bptt 10 --dim-emb 16 --dim-rnn 16
+kjv_lm valid >train.txt
+kjv_lm test 20 >test.txt
+args=(--train-sets train.txt --batching stream --mini-batch 8 --bptt 10 --dim-emb 16 --dim-rnn 16
       --moe-expert-count 4 --moe-top-k 2 --moe-expert-ffn-dim 16 --softmax full --valid-freq 0 --save-freq 5
       --disp-freq 1 --after 20u --model m.bin --log m.log --quiet)
 

@@ -2,10 +2,9 @@
 # Truncated, bit-flipped and foreign model files are refused with a one-line message and
 # exit 1 by moe-eval and by moe-train's resume; a training state given as a model is named.
 . "$(dirname "$0")/common.bash"
-ptb=$SHARED/data/ptb
-[ -f "$ptb/ptb.valid.txt" ] || { echo "no PTB data under $SHARED"; exit 77; }
-head -n 200 "$ptb/ptb.test.txt" >test.txt
-args=(--train-sets "$ptb/ptb.valid.txt" --batching stream --mini-batch 8 --bptt 10 --dim-emb 16 --dim-rnn 16
+kjv_lm valid >train.txt
+kjv_lm test 200 >test.txt
+args=(--train-sets train.txt --batching stream --mini-batch 8 --bptt 10 --dim-emb 16 --dim-rnn 16
       --moe-expert-count 4 --moe-top-k 2 --moe-expert-ffn-dim 16 --softmax full --after 5u --valid-freq 0 --quiet)
 "$BIN/moe-train" "${args[@]}" --model m.bin || fail "training"
 "$BIN/moe-eval" -m m.bin --text test.txt >/dev/null || fail "eval of the good model"

@@ -2,10 +2,9 @@
 # A run that diverges (a huge learning rate) stops with exit 1 and a clear message, without
 # saving: the last good checkpoint still loads and is from before the divergence.
 . "$(dirname "$0")/common.bash"
-ptb=$SHARED/data/ptb
-[ -f "$ptb/ptb.valid.txt" ] || { echo "no PTB data under $SHARED"; exit 77; }
-head -n 200 "$ptb/ptb.test.txt" >test.txt
-args=(--train-sets "$ptb/ptb.valid.txt" --batching stream --mini-batch 8 --bptt 10 --dim-emb 16 --dim-rnn 16
+kjv_lm valid >train.txt
+kjv_lm test 200 >test.txt
+args=(--train-sets train.txt --batching stream --mini-batch 8 --bptt 10 --dim-emb 16 --dim-rnn 16
       --moe-expert-count 4 --moe-top-k 2 --moe-expert-ffn-dim 16 --softmax full --valid-freq 0 --save-freq 1
       --optimizer sgd --clip-norm 0 --lr-schedule constant --model m.bin --log m.log --quiet)
 "$BIN/moe-train" "${args[@]}" --learn-rate 0.1 --after 3u || fail "the sane part"

@@ -2,10 +2,9 @@
 # A tiny LM is trained without interruption, and again with SIGTERM mid-run (exit 143)
 # followed by the same command: the loss sequence and the final model are bit-identical.
 . "$(dirname "$0")/common.bash"
-ptb=$SHARED/data/ptb
-[ -f "$ptb/ptb.valid.txt" ] || { echo "no PTB data under $SHARED"; exit 77; }
-head -n 200 "$ptb/ptb.test.txt" >test.txt
-args=(--train-sets "$ptb/ptb.valid.txt" --batching stream --mini-batch 16 --bptt 20
+kjv_lm valid >train.txt
+kjv_lm test 200 >test.txt
+args=(--train-sets ../train.txt --batching stream --mini-batch 16 --bptt 20
       --dim-emb 48 --dim-rnn 48 --moe-expert-count 8 --moe-groups 2 --moe-top-k 2 --moe-expert-ffn-dim 64
       --softmax sampled --softmax-samples 300 --dropout 0.1 --learn-rate 0.01 --lr-warmup 10
       --after 300u --disp-freq 1 --valid-freq 0 --save-freq 70)

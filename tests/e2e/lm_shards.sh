@@ -3,15 +3,15 @@
 # moe-train streams the shards (resuming at the same position) and moe-eval scores the
 # held-out part. data/prepare-lm1b.sh handles the benchmark's published layout.
 . "$(dirname "$0")/common.bash"
-s=$SHARED/data/lm1b_sample
-[ -f "$s/1b_benchmark.dev.tokens" ] || { echo "no 1B Word sample under $SHARED"; exit 77; }
-mkdir -p src/a && cp "$s/1b_benchmark.dev.tokens" src/a/ && gzip -c "$s/1b_benchmark.test.tokens" >src/b.gz
+# English text as written: the WEB New Testament (plain) and the KJV's (gzip), 6,813 verses each
+zcat "$DATA/bible/train.web.gz" >web.txt
+mkdir -p src/a && cp web.txt src/a/ && cp "$DATA/bible/train.kjv.gz" src/b.gz
 bash "$ROOT/data/prepare-news.sh" src news 8 5000 500 >prep.log || fail "prepare-news"
 [ "$(ls news/train | wc -l)" -eq 8 ] || fail "expected 8 shards"
 [ "$(wc -l <news/valid.txt)" -eq 500 ] || fail "expected 500 validation lines"
 [ "$(($(wc -l <news/vocab.txt) + 3))" -eq 5000 ] || fail "expected 5000 vocabulary entries"
 lines=$(zcat news/train/*.gz | wc -l)
-[ "$lines" -eq $((12216 + 12105 - 500)) ] || fail "shards hold $lines lines"
+[ "$lines" -eq $((6813 + 6813 - 500)) ] || fail "shards hold $lines lines"
 args=(--train-sets news/train --vocabs news/vocab.txt --valid-sets news/valid.txt --dim-emb 32 --dim-rnn 32
       --moe-expert-count 8 --moe-top-k 2 --moe-expert-ffn-dim 32 --softmax-samples 200 --mini-batch-words 1000
       --shuffle-buffer 2000 --after 30u --disp-freq 1 --valid-freq 15 --save-freq 10 --quiet)
@@ -26,10 +26,10 @@ grep -qE "^Tokens:	[0-9]+" eval.txt || fail "eval output"
 # the benchmark's published layout
 d=lm1b/1-billion-word-language-modeling-benchmark-r13output
 mkdir -p $d/training-monolingual.tokenized.shuffled $d/heldout-monolingual.tokenized.shuffled
-head -n 6000 "$s/1b_benchmark.dev.tokens" >$d/training-monolingual.tokenized.shuffled/news.en-00001-of-00100
-tail -n 6000 "$s/1b_benchmark.dev.tokens" >$d/training-monolingual.tokenized.shuffled/news.en-00002-of-00100
-head -n 100 "$s/1b_benchmark.test.tokens" >$d/heldout-monolingual.tokenized.shuffled/news.en.heldout-00000-of-00050
-tail -n 100 "$s/1b_benchmark.test.tokens" >$d/heldout-monolingual.tokenized.shuffled/news.en.heldout-00001-of-00050
+head -n 3400 web.txt >$d/training-monolingual.tokenized.shuffled/news.en-00001-of-00100
+tail -n 3400 web.txt >$d/training-monolingual.tokenized.shuffled/news.en-00002-of-00100
+zcat "$DATA/bible/valid.web.gz" | head -n 100 >$d/heldout-monolingual.tokenized.shuffled/news.en.heldout-00000-of-00050
+zcat "$DATA/bible/valid.web.gz" | tail -n 100 >$d/heldout-monolingual.tokenized.shuffled/news.en.heldout-00001-of-00050
 bash "$ROOT/data/prepare-lm1b.sh" $d out >prep2.log || fail "prepare-lm1b"
 [ "$(ls out/train/*.gz | wc -l)" -eq 2 ] && [ -s out/vocab.txt ] && [ "$(wc -l <out/test.txt)" -eq 100 ] ||
     fail "prepare-lm1b output"

@@ -4,45 +4,47 @@
 #
 #   bash tests/tools/make_bleu_golden.sh            # from the repository root
 #
-# Needs network once (or a prepared venv / script): pip-installs sacrebleu into a
-# virtualenv under /tmp and fetches multi-bleu.perl to /tmp (pinned commit, sha256
-# checked). Nothing is installed into the repository. Inputs are the real corpora
-# under $MOE_SHARED/data (default ../shared/data): WMT'14 newstest2014 en-de (.de)
-# and Multi30k test_2016_flickr (.de, raw/ and tok/).
+# Needs network once (or a prepared venv): pip-installs sacrebleu into a virtualenv
+# (VENV) and runs multi-bleu.perl from a copy of moses-smt/mosesdecoder (MOSES, the
+# pinned commit below, sha256 checked). Nothing is installed into the repository.
+# The inputs are the committed real text of tests/data/ (tests/data/README.md: Debian
+# packages, public domain or GPL): the New Testament of the World English Bible
+# against the King James Version (a natural hypothesis/reference pair), the Reina-Valera
+# 1909 Spanish New Testament (raw, and tokenized and lowercased by Moses), and German
+# quotations from fortunes-de.
 #
-# The hypotheses (and second references) are the references degraded by a seeded
-# Python RNG (only random.random(), whose sequence is stable across Python
-# versions): dropped, swapped, replaced and re-cased words, some empty lines, and
-# injected strings that exercise the tokenizers (entities, NBSP and other Unicode
-# whitespace, digits with . , -, Greek capitals for the final-sigma rule, U+0130).
-# They are committed gzipped; the unit tests read them and never need Python.
+# The English hypothesis is the WEB itself, with strings injected into 2% of its lines;
+# the Spanish hypotheses (and second references) are the references degraded by a seeded
+# Python RNG (only random.random(), whose sequence is stable across Python versions):
+# dropped, swapped, replaced and re-cased words, some empty lines, and injected strings
+# that exercise the tokenizers (entities, NBSP and other Unicode whitespace, digits with
+# . , -, Greek capitals for the final-sigma rule, U+0130). They are committed gzipped;
+# the unit tests read them and never need Python.
 #
 # Environment: SACREBLEU_VERSION (2.6.0), VENV (/tmp/moe-sacrebleu-venv),
-# MULTI_BLEU (/tmp/multi-bleu.perl: used if present, else downloaded).
+# MOSES (/tmp/moses: a directory with scripts/generic/multi-bleu.perl).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SHARED=${MOE_SHARED:-$(cd .. && pwd)/shared}
 SACREBLEU_VERSION=${SACREBLEU_VERSION:-2.6.0}
 VENV=${VENV:-/tmp/moe-sacrebleu-venv}
 MOSES_COMMIT=34452895f350bf097b21ee514a529a1dc542243c
 MULTI_BLEU_SHA256=af2580098301798d36e4f9209118310bb9558d9f781c671409498dc7975df1c0
-MULTI_BLEU=${MULTI_BLEU:-/tmp/multi-bleu.perl}
+MULTI_BLEU=${MOSES:-/tmp/moses}/scripts/generic/multi-bleu.perl
+DATA=tests/data
 OUT=tests/golden/bleu
 
-[ -d "$SHARED/data/wmt14" ] || { echo "no corpora under $SHARED/data (set MOE_SHARED)" >&2; exit 2; }
+[ -f "$DATA/README.md" ] || { echo "no $DATA (run from a checkout)" >&2; exit 2; }
 if [ ! -x "$VENV/bin/sacrebleu" ] || [ "$("$VENV/bin/python" -c 'import sacrebleu; print(sacrebleu.__version__)')" != "$SACREBLEU_VERSION" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q "sacrebleu==$SACREBLEU_VERSION"
 fi
-if [ ! -f "$MULTI_BLEU" ]; then
-    curl -fsSL -o "$MULTI_BLEU" \
-        "https://raw.githubusercontent.com/moses-smt/mosesdecoder/$MOSES_COMMIT/scripts/generic/multi-bleu.perl"
-fi
+[ -f "$MULTI_BLEU" ] || { echo "no $MULTI_BLEU: set MOSES to a copy of mosesdecoder at $MOSES_COMMIT" >&2; exit 2; }
 echo "$MULTI_BLEU_SHA256  $MULTI_BLEU" | sha256sum -c --quiet - ||
     { echo "$MULTI_BLEU is not multi-bleu.perl at $MOSES_COMMIT" >&2; exit 1; }
 mkdir -p "$OUT"
+rm -f "$OUT"/*.gz
 
-SHARED="$SHARED" OUT="$OUT" MULTI_BLEU="$MULTI_BLEU" MOSES_COMMIT="$MOSES_COMMIT" VENV="$VENV" \
+DATA="$DATA" OUT="$OUT" MULTI_BLEU="$MULTI_BLEU" MOSES_COMMIT="$MOSES_COMMIT" VENV="$VENV" \
     "$VENV/bin/python" - <<'PY'
 import gzip, io, json, os, re, subprocess, sys, tempfile, zlib, string
 import sacrebleu
@@ -50,13 +52,13 @@ from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 from sacrebleu.utils import sum_of_lists
 
-SHARED, OUT = os.environ["SHARED"] + "/data", os.environ["OUT"]
+DATA, OUT = os.environ["DATA"], os.environ["OUT"]
 SB = os.environ["VENV"] + "/bin/sacrebleu"
 MB = os.environ["MULTI_BLEU"]
 TMP = tempfile.mkdtemp(prefix="moe-bleu-golden.")
 
-def path(p):          # '@x' is $MOE_SHARED/data/x, anything else is in tests/golden/bleu
-    return SHARED + "/" + p[1:] if p.startswith("@") else OUT + "/" + p
+def path(p):          # '@x' is tests/data/x, anything else is in tests/golden/bleu
+    return DATA + "/" + p[1:] if p.startswith("@") else OUT + "/" + p
 
 def read(p):          # the sacrebleu CLI way: newline="\n", then rstrip()
     f = gzip.open(path(p), "rt", encoding="utf-8", newline="\n") if p.endswith(".gz") \
@@ -142,18 +144,20 @@ def zero_system(lines, seed, vocab):
         out.append(" ".join(words))
     return out
 
-wmt_ref = read("@wmt14/newstest2014-full.en-de.de")
-m30k_ref = read("@multi30k/raw/test_2016_flickr.de.gz")
-m30k_tok = read("@multi30k/tok/test_2016_flickr.lc.norm.tok.de")
+kjv_ref = read("@bible/train.kjv.gz")
+web = read("@bible/train.web.gz")
+rv_ref = read("@bible/valid.rv.gz")
+rv_tok = read("@bible/valid.rv.tok.gz")
 vocab = lambda lines: sorted({w for l in lines for w in l.split()})
 
-write_gz("wmt14.hyp.de.gz", degrade(wmt_ref, 14, vocab(wmt_ref), .12, .22, .10, .06, .01, .02))
-write_gz("m30k.hyp.de.gz", degrade(m30k_ref, 30, vocab(m30k_ref), .10, .12, .05, .04, .01, .02))
-write_gz("m30k.ref2.de.gz", degrade(m30k_ref, 31, vocab(m30k_ref), .05, .10, .08, 0, 0, 0))
-write_gz("m30k.zero.de.gz", zero_system(m30k_ref, 32, vocab(m30k_ref)))
-write_gz("m30k.empty.de.gz", [""] * len(m30k_ref))
-write_gz("m30k.tok.hyp.de.gz", degrade(m30k_tok, 33, vocab(m30k_tok), .10, .12, .05, 0, .01, 0))
-write_gz("m30k.tok.ref2.de.gz", degrade(m30k_tok, 34, vocab(m30k_tok), .05, .10, .08, 0, 0, 0))
+# the WEB as it is (a natural hypothesis for the KJV), strings injected into 2% of its lines
+write_gz("nt.hyp.en.gz", degrade(web, 14, vocab(web), 0, 0, 0, 0, .002, .02))
+write_gz("rv.hyp.es.gz", degrade(rv_ref, 30, vocab(rv_ref), .10, .12, .05, .04, .01, .02))
+write_gz("rv.ref2.es.gz", degrade(rv_ref, 31, vocab(rv_ref), .05, .10, .08, 0, 0, 0))
+write_gz("rv.zero.es.gz", zero_system(rv_ref, 32, vocab(rv_ref)))
+write_gz("rv.empty.es.gz", [""] * len(rv_ref))
+write_gz("rv.tok.hyp.es.gz", degrade(rv_tok, 33, vocab(rv_tok), .10, .12, .05, 0, .01, 0))
+write_gz("rv.tok.ref2.es.gz", degrade(rv_tok, 34, vocab(rv_tok), .05, .10, .08, 0, 0, 0))
 
 # ---- expected values ---------------------------------------------------------------
 rec = []
@@ -163,7 +167,11 @@ def emit(*a):
 def esc(s):
     return s.replace("\\", "\\\\").replace("\n", "\\n")
 
+def shown(argv):      # a command line as recorded in expected.txt ('sacrebleu', repository paths)
+    return " ".join("sacrebleu" if a == SB else "multi-bleu.perl" if a == MB else a for a in argv)
+
 def cli(args, hyp):
+    emit("cmd", shown([SB] + args + ["-i", path(hyp)]))
     p = subprocess.run([SB] + args + ["-i", path(hyp)], capture_output=True, text=True, check=True)
     return p.stdout.rstrip("\n"), "That's 100 lines that end in a tokenized period" in p.stderr
 
@@ -243,6 +251,8 @@ def chrf_case(name, hyp, refs, o):
 
 def multibleu_case(name, hyp, refs, lc):
     head(name, "multibleu", hyp, refs, {"lc": int(lc)})
+    emit("cmd", "zcat -f " + path(hyp) + " | perl multi-bleu.perl" + (" -lc" if lc else "") +
+         "".join(" <(zcat -f " + path(r) + ")" for r in refs))
     with open(plain(hyp), "rb") as f:
         p = subprocess.run(["perl", MB] + (["-lc"] if lc else []) + [plain(r) for r in refs], stdin=f,
                            capture_output=True, check=True)
@@ -258,6 +268,7 @@ def sentence_case(name, metric, hyp, refs, o, count):
     for f, lines in zip(cut, [H] + R):
         open(f, "w", encoding="utf-8", newline="\n").write("".join(l + "\n" for l in lines))
     args = (bleu_args(o) if metric == "bleu" else chrf_args(o)) + ["-f", "text", "-sl"] + cut[1:]
+    emit("cmd", shown([SB] + args + ["-i", cut[0]]) + f"  # the first {count} lines of each file")
     out = subprocess.run([SB] + args + ["-i", cut[0]], capture_output=True, text=True, check=True).stdout
     m = bleu_metric(dict(o, eff=1)) if metric == "bleu" else chrf_metric(o)
     texts = []
@@ -299,55 +310,58 @@ def lower_case(name, kind):
     emit("crc", f"{zlib.crc32(data):08x}", len(data), len(text))
     emit("end")
 
-W, WH = "@wmt14/newstest2014-full.en-de.de", "wmt14.hyp.de.gz"
-M, MH, M2 = "@multi30k/raw/test_2016_flickr.de.gz", "m30k.hyp.de.gz", "m30k.ref2.de.gz"
-T, TH, T2 = "@multi30k/tok/test_2016_flickr.lc.norm.tok.de", "m30k.tok.hyp.de.gz", "m30k.tok.ref2.de.gz"
-Z, E = "m30k.zero.de.gz", "m30k.empty.de.gz"
+W, WH = "@bible/train.kjv.gz", "nt.hyp.en.gz"
+M, MH, M2 = "@bible/valid.rv.gz", "rv.hyp.es.gz", "rv.ref2.es.gz"
+T, TH, T2 = "@bible/valid.rv.tok.gz", "rv.tok.hyp.es.gz", "rv.tok.ref2.es.gz"
+Z, E = "rv.zero.es.gz", "rv.empty.es.gz"
+G = "@german/zitate.gz"
 
-bleu_case("wmt14_13a", WH, [W], {})
-bleu_case("wmt14_13a_lc", WH, [W], {"lc": 1})
-bleu_case("wmt14_none", WH, [W], {"tok": "none"})
-bleu_case("m30k_13a", MH, [M], {})
-bleu_case("m30k_13a_2ref", MH, [M, M2], {})
-bleu_case("m30k_13a_2ref_lc", MH, [M, M2], {"lc": 1})
-z = bleu_case("m30k_zero_exp", Z, [M], {})
+bleu_case("nt_13a", WH, [W], {})
+bleu_case("nt_13a_lc", WH, [W], {"lc": 1})
+bleu_case("nt_none", WH, [W], {"tok": "none"})
+bleu_case("rv_13a", MH, [M], {})
+bleu_case("rv_13a_2ref", MH, [M, M2], {})
+bleu_case("rv_13a_2ref_lc", MH, [M, M2], {"lc": 1})
+z = bleu_case("rv_zero_exp", Z, [M], {})
 assert z.counts[2] == 0 and z.counts[3] == 0 and z.counts[1] > 0, "zero system has 3/4-gram matches"
-bleu_case("m30k_zero_none", Z, [M], {"smooth": "none"})
-bleu_case("m30k_zero_floor", Z, [M], {"smooth": "floor"})
-bleu_case("m30k_zero_floor_03", Z, [M], {"smooth": "floor", "value": 0.3})
-bleu_case("m30k_zero_addk", Z, [M], {"smooth": "add-k"})
-bleu_case("m30k_zero_addk_2", Z, [M], {"smooth": "add-k", "value": 2})
-bleu_case("m30k_zero_eff", Z, [M], {"eff": 1}, use_cli=False)
-bleu_case("m30k_order2", MH, [M], {"order": 2}, use_cli=False)
-bleu_case("m30k_empty", E, [M], {})
-bleu_case("m30k_tok_none_nosmooth", TH, [T], {"tok": "none", "smooth": "none"})
-bleu_case("m30k_tok_none_nosmooth_2ref", TH, [T, T2], {"tok": "none", "smooth": "none"})
-multibleu_case("mb_m30k_tok", TH, [T], False)
-multibleu_case("mb_m30k_tok_2ref", TH, [T, T2], False)
-multibleu_case("mb_wmt14_raw", WH, [W], False)
-multibleu_case("mb_wmt14_raw_lc", WH, [W], True)
-chrf_case("wmt14_chrf", WH, [W], {})
-chrf_case("wmt14_chrfpp", WH, [W], {"nw": 2})
-chrf_case("wmt14_chrf_lc", WH, [W], {"lc": 1})
-chrf_case("m30k_chrf_2ref", MH, [M, M2], {})
-chrf_case("m30k_chrfpp_2ref", MH, [M, M2], {"nw": 2})
-chrf_case("m30k_chrf_ws", MH, [M], {"ws": 1})
-chrf_case("m30k_chrf_eps", MH, [M], {"eps": 1})
-chrf_case("m30k_chrfpp_eps_lc", MH, [M, M2], {"nw": 2, "eps": 1, "lc": 1})
-chrf_case("m30k_chrf_empty", E, [M], {})
-sentence_case("m30k_sent_bleu", "bleu", MH, [M, M2], {}, 60)
-sentence_case("m30k_sent_chrfpp", "chrf", MH, [M, M2], {"nw": 2}, 60)
-crc_case("tok_wmt14_ref", W, False)
-crc_case("tok_wmt14_hyp", WH, False)
-crc_case("tok_wmt14_hyp_lc", WH, True)
-crc_case("tok_wmt14_fr", "@wmt14/newstest2014-full.en-fr.fr", False)
-crc_case("tok_m30k_hyp", MH, False)
+bleu_case("rv_zero_none", Z, [M], {"smooth": "none"})
+bleu_case("rv_zero_floor", Z, [M], {"smooth": "floor"})
+bleu_case("rv_zero_floor_03", Z, [M], {"smooth": "floor", "value": 0.3})
+bleu_case("rv_zero_addk", Z, [M], {"smooth": "add-k"})
+bleu_case("rv_zero_addk_2", Z, [M], {"smooth": "add-k", "value": 2})
+bleu_case("rv_zero_eff", Z, [M], {"eff": 1}, use_cli=False)
+bleu_case("rv_order2", MH, [M], {"order": 2}, use_cli=False)
+bleu_case("rv_empty", E, [M], {})
+bleu_case("rv_tok_none_nosmooth", TH, [T], {"tok": "none", "smooth": "none"})
+bleu_case("rv_tok_none_nosmooth_2ref", TH, [T, T2], {"tok": "none", "smooth": "none"})
+multibleu_case("mb_rv_tok", TH, [T], False)
+multibleu_case("mb_rv_tok_2ref", TH, [T, T2], False)
+multibleu_case("mb_nt_raw", WH, [W], False)
+multibleu_case("mb_nt_raw_lc", WH, [W], True)
+chrf_case("nt_chrf", WH, [W], {})
+chrf_case("nt_chrfpp", WH, [W], {"nw": 2})
+chrf_case("nt_chrf_lc", WH, [W], {"lc": 1})
+chrf_case("rv_chrf_2ref", MH, [M, M2], {})
+chrf_case("rv_chrfpp_2ref", MH, [M, M2], {"nw": 2})
+chrf_case("rv_chrf_ws", MH, [M], {"ws": 1})
+chrf_case("rv_chrf_eps", MH, [M], {"eps": 1})
+chrf_case("rv_chrfpp_eps_lc", MH, [M, M2], {"nw": 2, "eps": 1, "lc": 1})
+chrf_case("rv_chrf_empty", E, [M], {})
+sentence_case("rv_sent_bleu", "bleu", MH, [M, M2], {}, 60)
+sentence_case("rv_sent_chrfpp", "chrf", MH, [M, M2], {"nw": 2}, 60)
+crc_case("tok_nt_ref", W, False)
+crc_case("tok_nt_hyp", WH, False)
+crc_case("tok_nt_hyp_lc", WH, True)
+crc_case("tok_rv_ref", M, False)
+crc_case("tok_rv_hyp", MH, False)
+crc_case("tok_de", G, False)
+crc_case("tok_de_lc", G, True)
 lower_case("lower_all", "all")
 lower_case("lower_sigma", "sigma")
 
 with open(OUT + "/expected.txt", "w", encoding="utf-8", newline="\n") as f:
     f.write("# Expected BLEU/chrF values for tests/unit/{bleu,chrf,tok13a}_test.c.\n")
-    f.write("# Made by tests/tools/make_bleu_golden.sh; do not edit. '@x' = $MOE_SHARED/data/x.\n")
+    f.write("# Made by tests/tools/make_bleu_golden.sh; do not edit. '@x' = tests/data/x.\n")
     f.write(f"# sacrebleu {sacrebleu.__version__} (Python {sys.version.split()[0]}), "
             f"multi-bleu.perl from moses-smt/mosesdecoder {os.environ['MOSES_COMMIT']}\n")
     f.write(f"sacrebleu_version {sacrebleu.__version__}\n")

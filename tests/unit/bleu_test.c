@@ -1,8 +1,9 @@
 /* BLEU (src/text/bleu.h) against the real sacrebleu 2.x and Moses multi-bleu.perl.
  *
  * tests/golden/bleu/expected.txt was made by tests/tools/make_bleu_golden.sh from
- * real text (WMT'14 newstest2014 en-de .de, Multi30k test_2016_flickr .de raw and
- * tok) and degraded hypotheses committed next to it. Each golden case is scored
+ * real text (tests/data: the World English Bible New Testament as a hypothesis for the
+ * King James Version, the Spanish Reina-Valera 1909 raw and Moses-tokenized) and
+ * hypotheses committed next to it. Each golden case is scored
  * here and must give the same statistics (exactly), score, precisions and BP (to
  * 1e-9, i.e. the same double up to rounding), and the same output lines, with our
  * "impl:" in place of sacrebleu's "version:". Lines are read the way the
@@ -23,6 +24,7 @@
 #include "core/check.h"
 #include "text/bleu.h"
 #include "text/utf8.h"
+#include "testdata.h"
 
 #define IMPL "moe-eval-test"
 
@@ -44,11 +46,6 @@ static char *g_text;
 static Case g_case[128];
 static int g_ncase;
 static char g_golden[4096], g_version[32];
-
-static const char *shared_dir(void) {
-    const char *s = getenv("MOE_SHARED");
-    return s && *s ? s : "../shared";
-}
 
 /* tests/golden/bleu from the repository root, or found from the test binary
  * (build/tests/unit/<name>), so the test runs from any directory. */
@@ -174,11 +171,11 @@ typedef struct {
 
 static Lines read_lines(const char *name, int rstrip) {
     char path[8192];
-    if (name[0] == '@') snprintf(path, sizeof path, "%s/data/%s", shared_dir(), name + 1);
+    if (name[0] == '@') snprintf(path, sizeof path, "%s", testdata_path(name + 1));
     else snprintf(path, sizeof path, "%s/%s", g_golden, name);
     size_t len;
     char *buf = slurp_gz(path, &len);
-    if (!buf) fail_msg("cannot read %s (set MOE_SHARED)", path);
+    if (!buf) fail_msg("cannot read %s", path);
     Lines l = {0};
     size_t cap = 0;
     for (size_t i = 0; i < len;) {
@@ -415,42 +412,42 @@ static void run_sentence(const char *name) {
 #define MB_CASE(id) \
     static void test_##id(void **state) { (void)state; run_multibleu(#id); }
 
-BLEU_CASE(wmt14_13a)
-BLEU_CASE(wmt14_13a_lc)
-BLEU_CASE(wmt14_none)
-BLEU_CASE(m30k_13a)
-BLEU_CASE(m30k_13a_2ref)
-BLEU_CASE(m30k_13a_2ref_lc)
-BLEU_CASE(m30k_zero_exp)
-BLEU_CASE(m30k_zero_none)
-BLEU_CASE(m30k_zero_floor)
-BLEU_CASE(m30k_zero_floor_03)
-BLEU_CASE(m30k_zero_addk)
-BLEU_CASE(m30k_zero_addk_2)
-BLEU_CASE(m30k_zero_eff)
-BLEU_CASE(m30k_order2)
-BLEU_CASE(m30k_empty)
-BLEU_CASE(m30k_tok_none_nosmooth)
-BLEU_CASE(m30k_tok_none_nosmooth_2ref)
-MB_CASE(mb_m30k_tok)
-MB_CASE(mb_m30k_tok_2ref)
-MB_CASE(mb_wmt14_raw)
-MB_CASE(mb_wmt14_raw_lc)
+BLEU_CASE(nt_13a)
+BLEU_CASE(nt_13a_lc)
+BLEU_CASE(nt_none)
+BLEU_CASE(rv_13a)
+BLEU_CASE(rv_13a_2ref)
+BLEU_CASE(rv_13a_2ref_lc)
+BLEU_CASE(rv_zero_exp)
+BLEU_CASE(rv_zero_none)
+BLEU_CASE(rv_zero_floor)
+BLEU_CASE(rv_zero_floor_03)
+BLEU_CASE(rv_zero_addk)
+BLEU_CASE(rv_zero_addk_2)
+BLEU_CASE(rv_zero_eff)
+BLEU_CASE(rv_order2)
+BLEU_CASE(rv_empty)
+BLEU_CASE(rv_tok_none_nosmooth)
+BLEU_CASE(rv_tok_none_nosmooth_2ref)
+MB_CASE(mb_rv_tok)
+MB_CASE(mb_rv_tok_2ref)
+MB_CASE(mb_nt_raw)
+MB_CASE(mb_nt_raw_lc)
 
-static void test_m30k_sent_bleu(void **state) {
+static void test_rv_sent_bleu(void **state) {
     (void)state;
-    run_sentence("m30k_sent_bleu");
+    run_sentence("rv_sent_bleu");
 }
 
 /* Every bleu/multibleu/sentbleu case of expected.txt has a test above. */
 static void test_every_golden_case_is_run(void **state) {
     (void)state;
     static const char *const listed[] = {
-        "wmt14_13a", "wmt14_13a_lc", "wmt14_none", "m30k_13a", "m30k_13a_2ref", "m30k_13a_2ref_lc",
-        "m30k_zero_exp", "m30k_zero_none", "m30k_zero_floor", "m30k_zero_floor_03", "m30k_zero_addk",
-        "m30k_zero_addk_2", "m30k_zero_eff", "m30k_order2", "m30k_empty", "m30k_tok_none_nosmooth",
-        "m30k_tok_none_nosmooth_2ref", "mb_m30k_tok", "mb_m30k_tok_2ref", "mb_wmt14_raw", "mb_wmt14_raw_lc",
-        "m30k_sent_bleu"};
+        "nt_13a", "nt_13a_lc", "nt_none", "rv_13a", "rv_13a_2ref", "rv_13a_2ref_lc",
+        "rv_zero_exp", "rv_zero_none", "rv_zero_floor", "rv_zero_floor_03", "rv_zero_addk",
+        "rv_zero_addk_2", "rv_zero_eff", "rv_order2", "rv_empty", "rv_tok_none_nosmooth",
+        "rv_tok_none_nosmooth_2ref", "mb_rv_tok", "mb_rv_tok_2ref", "mb_nt_raw", "mb_nt_raw_lc",
+        "rv_sent_bleu"};
     int ours = 0;
     for (int i = 0; i < g_ncase; i++) {
         const char *m = g_case[i].metric;
@@ -724,28 +721,28 @@ static void test_parse_names(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_golden_case_is_run),
-        cmocka_unit_test(test_wmt14_13a),
-        cmocka_unit_test(test_wmt14_13a_lc),
-        cmocka_unit_test(test_wmt14_none),
-        cmocka_unit_test(test_m30k_13a),
-        cmocka_unit_test(test_m30k_13a_2ref),
-        cmocka_unit_test(test_m30k_13a_2ref_lc),
-        cmocka_unit_test(test_m30k_zero_exp),
-        cmocka_unit_test(test_m30k_zero_none),
-        cmocka_unit_test(test_m30k_zero_floor),
-        cmocka_unit_test(test_m30k_zero_floor_03),
-        cmocka_unit_test(test_m30k_zero_addk),
-        cmocka_unit_test(test_m30k_zero_addk_2),
-        cmocka_unit_test(test_m30k_zero_eff),
-        cmocka_unit_test(test_m30k_order2),
-        cmocka_unit_test(test_m30k_empty),
-        cmocka_unit_test(test_m30k_tok_none_nosmooth),
-        cmocka_unit_test(test_m30k_tok_none_nosmooth_2ref),
-        cmocka_unit_test(test_mb_m30k_tok),
-        cmocka_unit_test(test_mb_m30k_tok_2ref),
-        cmocka_unit_test(test_mb_wmt14_raw),
-        cmocka_unit_test(test_mb_wmt14_raw_lc),
-        cmocka_unit_test(test_m30k_sent_bleu),
+        cmocka_unit_test(test_nt_13a),
+        cmocka_unit_test(test_nt_13a_lc),
+        cmocka_unit_test(test_nt_none),
+        cmocka_unit_test(test_rv_13a),
+        cmocka_unit_test(test_rv_13a_2ref),
+        cmocka_unit_test(test_rv_13a_2ref_lc),
+        cmocka_unit_test(test_rv_zero_exp),
+        cmocka_unit_test(test_rv_zero_none),
+        cmocka_unit_test(test_rv_zero_floor),
+        cmocka_unit_test(test_rv_zero_floor_03),
+        cmocka_unit_test(test_rv_zero_addk),
+        cmocka_unit_test(test_rv_zero_addk_2),
+        cmocka_unit_test(test_rv_zero_eff),
+        cmocka_unit_test(test_rv_order2),
+        cmocka_unit_test(test_rv_empty),
+        cmocka_unit_test(test_rv_tok_none_nosmooth),
+        cmocka_unit_test(test_rv_tok_none_nosmooth_2ref),
+        cmocka_unit_test(test_mb_rv_tok),
+        cmocka_unit_test(test_mb_rv_tok_2ref),
+        cmocka_unit_test(test_mb_nt_raw),
+        cmocka_unit_test(test_mb_nt_raw_lc),
+        cmocka_unit_test(test_rv_sent_bleu),
         cmocka_unit_test(test_closest_ref_len_ties_to_shorter),
         cmocka_unit_test(test_references_merge_by_max_count),
         cmocka_unit_test(test_missing_references_and_nrefs),

@@ -1,7 +1,8 @@
 /* chrF / chrF++ (src/text/chrf.h) against the real sacrebleu 2.x.
  *
  * The golden cases of tests/golden/bleu/expected.txt (tests/tools/make_bleu_golden.sh)
- * with metric chrf / sentchrf: WMT'14 newstest2014 .de and Multi30k test2016 .de
+ * with metric chrf / sentchrf: the World English Bible New Testament against the King
+ * James Version (tests/data/bible, a natural pair), and the Spanish Reina-Valera 1909
  * against degraded hypotheses, 1 and 2 references, chrF2 and chrF2++, lowercase,
  * whitespace kept, eps smoothing, an all-empty system, and sentence-level scores.
  * Statistics must match exactly, scores to 1e-9, output lines byte for byte with
@@ -23,6 +24,7 @@
 #include "core/check.h"
 #include "text/chrf.h"
 #include "text/utf8.h"
+#include "testdata.h"
 
 #define IMPL "moe-eval-test"
 
@@ -44,11 +46,6 @@ static char *g_text;
 static Case g_case[128];
 static int g_ncase;
 static char g_golden[4096], g_version[32];
-
-static const char *shared_dir(void) {
-    const char *s = getenv("MOE_SHARED");
-    return s && *s ? s : "../shared";
-}
 
 static void find_golden(void) {
     const char *env = getenv("MOE_GOLDEN");
@@ -155,11 +152,11 @@ typedef struct {
 
 static Lines read_lines(const char *name) {
     char path[8192];
-    if (name[0] == '@') snprintf(path, sizeof path, "%s/data/%s", shared_dir(), name + 1);
+    if (name[0] == '@') snprintf(path, sizeof path, "%s", testdata_path(name + 1));
     else snprintf(path, sizeof path, "%s/%s", g_golden, name);
     size_t len;
     char *buf = slurp_gz(path, &len);
-    if (!buf) fail_msg("cannot read %s (set MOE_SHARED)", path);
+    if (!buf) fail_msg("cannot read %s", path);
     Lines l = {0};
     size_t cap = 0;
     for (size_t i = 0; i < len;) {
@@ -286,9 +283,9 @@ static void run_chrf(const char *name) {
     for (int r = 0; r < c->nrefs; r++) lines_free(&ref[r]);
 }
 
-static void test_m30k_sent_chrfpp(void **state) {
+static void test_rv_sent_chrfpp(void **state) {
     (void)state;
-    const Case *c = find_case("m30k_sent_chrfpp");
+    const Case *c = find_case("rv_sent_chrfpp");
     assert_string_equal(c->metric, "sentchrf");
     chrf_opts o = case_opts(c);
     Lines hyp = read_lines(c->hyp), ref[4];
@@ -327,21 +324,21 @@ static void test_m30k_sent_chrfpp(void **state) {
 #define CHRF_CASE(id) \
     static void test_##id(void **state) { (void)state; run_chrf(#id); }
 
-CHRF_CASE(wmt14_chrf)
-CHRF_CASE(wmt14_chrfpp)
-CHRF_CASE(wmt14_chrf_lc)
-CHRF_CASE(m30k_chrf_2ref)
-CHRF_CASE(m30k_chrfpp_2ref)
-CHRF_CASE(m30k_chrf_ws)
-CHRF_CASE(m30k_chrf_eps)
-CHRF_CASE(m30k_chrfpp_eps_lc)
-CHRF_CASE(m30k_chrf_empty)
+CHRF_CASE(nt_chrf)
+CHRF_CASE(nt_chrfpp)
+CHRF_CASE(nt_chrf_lc)
+CHRF_CASE(rv_chrf_2ref)
+CHRF_CASE(rv_chrfpp_2ref)
+CHRF_CASE(rv_chrf_ws)
+CHRF_CASE(rv_chrf_eps)
+CHRF_CASE(rv_chrfpp_eps_lc)
+CHRF_CASE(rv_chrf_empty)
 
 static void test_every_golden_case_is_run(void **state) {
     (void)state;
-    static const char *const listed[] = {"wmt14_chrf", "wmt14_chrfpp", "wmt14_chrf_lc", "m30k_chrf_2ref",
-                                         "m30k_chrfpp_2ref", "m30k_chrf_ws", "m30k_chrf_eps",
-                                         "m30k_chrfpp_eps_lc", "m30k_chrf_empty", "m30k_sent_chrfpp"};
+    static const char *const listed[] = {"nt_chrf", "nt_chrfpp", "nt_chrf_lc", "rv_chrf_2ref",
+                                         "rv_chrfpp_2ref", "rv_chrf_ws", "rv_chrf_eps",
+                                         "rv_chrfpp_eps_lc", "rv_chrf_empty", "rv_sent_chrfpp"};
     int n = 0;
     for (int i = 0; i < g_ncase; i++) {
         if (strcmp(g_case[i].metric, "chrf") && strcmp(g_case[i].metric, "sentchrf")) continue;
@@ -502,16 +499,16 @@ static void test_bad_options_are_usage_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_golden_case_is_run),
-        cmocka_unit_test(test_wmt14_chrf),
-        cmocka_unit_test(test_wmt14_chrfpp),
-        cmocka_unit_test(test_wmt14_chrf_lc),
-        cmocka_unit_test(test_m30k_chrf_2ref),
-        cmocka_unit_test(test_m30k_chrfpp_2ref),
-        cmocka_unit_test(test_m30k_chrf_ws),
-        cmocka_unit_test(test_m30k_chrf_eps),
-        cmocka_unit_test(test_m30k_chrfpp_eps_lc),
-        cmocka_unit_test(test_m30k_chrf_empty),
-        cmocka_unit_test(test_m30k_sent_chrfpp),
+        cmocka_unit_test(test_nt_chrf),
+        cmocka_unit_test(test_nt_chrfpp),
+        cmocka_unit_test(test_nt_chrf_lc),
+        cmocka_unit_test(test_rv_chrf_2ref),
+        cmocka_unit_test(test_rv_chrfpp_2ref),
+        cmocka_unit_test(test_rv_chrf_ws),
+        cmocka_unit_test(test_rv_chrf_eps),
+        cmocka_unit_test(test_rv_chrfpp_eps_lc),
+        cmocka_unit_test(test_rv_chrf_empty),
+        cmocka_unit_test(test_rv_sent_chrfpp),
         cmocka_unit_test(test_code_points_and_whitespace),
         cmocka_unit_test(test_chrfpp_punctuation_split),
         cmocka_unit_test(test_best_reference_and_ties),

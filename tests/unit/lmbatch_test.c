@@ -1,6 +1,8 @@
-/* src/data/lmbatch (+ lmstream): sentence batches over PTB and the 1B Word
- * sample (coverage, budgets, cropping, determinism, resume at many points),
- * the PTB stream (exact token stream back), sentence-level evaluation. */
+/* src/data/lmbatch (+ lmstream): sentence batches over the PTB-style KJV of
+ * tests/data/kjv-lm and the raw WEB New Testament of tests/data/bible (coverage,
+ * budgets, cropping, determinism, resume at many points), the stream (exact token
+ * stream back), sentence-level evaluation. Corpus sizes were counted independently
+ * (zcat, wc, awk; tests/data/README.md). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,22 +15,18 @@
 
 #include "core/log.h"
 #include "data/lmbatch.h"
+#include "testdata.h"
 
-static char g_train[1024], g_valid[1024], g_lm1b[1024];
+static char g_train[1024], g_valid[1024], g_raw[1024];
 static Vocab *g_v;
 static LmCorpus *g_ptb, *g_ptb_valid;
-
-static const char *shared_dir(void) {
-    const char *s = getenv("MOE_SHARED");
-    return s && *s ? s : "../shared";
-}
 
 static int setup(void **state) {
     (void)state;
     log_set_quiet(1);
-    snprintf(g_train, sizeof g_train, "%s/data/ptb/ptb.train.txt", shared_dir());
-    snprintf(g_valid, sizeof g_valid, "%s/data/ptb/ptb.valid.txt", shared_dir());
-    snprintf(g_lm1b, sizeof g_lm1b, "%s/data/lm1b_sample/1b_benchmark.dev.tokens", shared_dir());
+    snprintf(g_train, sizeof g_train, "%s", testdata_path("kjv-lm/train.txt.gz"));
+    snprintf(g_valid, sizeof g_valid, "%s", testdata_path("kjv-lm/valid.txt.gz"));
+    snprintf(g_raw, sizeof g_raw, "%s", testdata_path("bible/train.web.gz"));
     const char *paths[] = {g_train}, *vpaths[] = {g_valid};
     char err[600];
     if (vocab_build(&g_v, paths, 1, NULL, NULL, err, sizeof err) != 0 ||
@@ -141,7 +139,7 @@ static void run_epoch_and_check(LmIter *it, const LmCorpus *c, const LmBatchOpts
 
 static void test_sentence_epoch_ptb(void **state) {
     (void)state;
-    LmBatchOpts o = {.words = 2000, .sents = 64, .shuffle = 1, .seed = 1};
+    LmBatchOpts o = {.words = 3000, .sents = 64, .shuffle = 1, .seed = 1};
     LmIter *it;
     char err[600];
     assert_int_equal(lm_iter_sentences(&it, g_ptb, &o, err, sizeof err), 0);
@@ -150,16 +148,16 @@ static void test_sentence_epoch_ptb(void **state) {
     const LmStats *st = lm_stats(it);
     assert_int_equal(st->epoch, 0);
     assert_int_equal(st->batches, nb);
-    assert_int_equal(st->sentences, 42068);
-    assert_int_equal(st->tokens, 929589); /* the published PTB train size with </S> */
-    assert_int_equal(st->unk, 45020);
+    assert_int_equal(st->sentences, 20831);
+    assert_int_equal(st->tokens, 580437 + 20831); /* the words of train (wc -w) and one </S> a line */
+    assert_int_equal(st->unk, 11703);
     assert_int_equal(st->cropped, 0);
-    /* the 64-sequence cap binds (PTB sentences average 22 tokens): batches are
-     * full but for the last of each window */
-    assert_true(nb >= (42068 + 63) / 64 && nb < (42068 + 63) / 64 * 11 / 10);
+    /* the 64-sequence cap binds (verses average 29 tokens with </S>, 64 of them 1,850 of a
+     * 3,000-token budget): batches are full but for the last of each window and the longest */
+    assert_true(nb >= (20831 + 63) / 64 && nb < (20831 + 63) / 64 * 11 / 10);
     char line[256];
     lm_stats_describe(st, line, sizeof line);
-    assert_string_equal(line, "epoch 1 | batches 687 | sentences 42068 | tokens 929589 | cropped 0 | skipped 0 | unk-rate 0.0484");
+    assert_string_equal(line, "epoch 1 | batches 332 | sentences 20831 | tokens 601268 | cropped 0 | skipped 0 | unk-rate 0.0195");
     /* the second epoch: a different order, same coverage */
     run_epoch_and_check(it, g_ptb, &o, vocab_size(g_v), &nb);
     assert_int_equal(lm_stats(it)->epoch, 1);
@@ -168,37 +166,38 @@ static void test_sentence_epoch_ptb(void **state) {
     lm_iter_free(it);
 }
 
-static void test_sentence_crop_lm1b(void **state) {
+static void test_sentence_crop_raw(void **state) {
     (void)state;
-    const char *paths[] = {g_lm1b};
+    const char *paths[] = {g_raw};
     Vocab *v;
     LmCorpus *c;
     char err[600];
     VocabBuildOpts vo = {.min_count = 2};
     assert_int_equal(vocab_build(&v, paths, 1, &vo, NULL, err, sizeof err), 0);
     assert_int_equal(lm_corpus_load(&c, paths, 1, v, NULL, err, sizeof err), 0);
-    assert_int_equal(lm_corpus_sentences(c), 12216);
-    assert_int_equal(lm_corpus_words(c), 310490);
+    assert_int_equal(lm_corpus_sentences(c), 6813);
+    assert_int_equal(lm_corpus_words(c), 149631);
     int64_t cropped = 0, lost = 0, tokens = 0, unk = 0;
-    for (int64_t i = 0; i < 12216; i++) {
+    for (int64_t i = 0; i < 6813; i++) {
         int64_t L = lm_corpus_len(c, i) + 1;
-        if (L > 40) cropped++, lost += L - 40, L = 40;
+        if (L > 32) cropped++, lost += L - 32, L = 32;
         tokens += L;
         for (int64_t k = 0; k < L && k < lm_corpus_len(c, i); k++) unk += lm_corpus_id(c, i, k) == VOCAB_UNK;
     }
-    assert_true(cropped > 500);
-    LmBatchOpts o = {.words = 3000, .max_len = 40, .window = 1000, .shuffle = 1, .seed = 5};
+    assert_int_equal(cropped, 881); /* awk 'NF + 1 > 32' */
+    assert_int_equal(lost, 5282);
+    LmBatchOpts o = {.words = 3000, .max_len = 32, .window = 1000, .shuffle = 1, .seed = 5};
     LmIter *it;
     assert_int_equal(lm_iter_sentences(&it, c, &o, err, sizeof err), 0);
     int64_t nb;
     run_epoch_and_check(it, c, &o, vocab_size(v), &nb);
     const LmStats *st = lm_stats(it);
-    assert_int_equal(st->sentences, 12216);
+    assert_int_equal(st->sentences, 6813);
     assert_int_equal(st->cropped, cropped);
     assert_int_equal(st->cropped_tokens, lost);
     assert_int_equal(st->tokens, tokens);
     assert_int_equal(st->unk, unk);
-    assert_int_equal(tokens + lost, 310490 + 12216);
+    assert_int_equal(tokens + lost, 149631 + 6813);
     lm_iter_free(it);
     lm_corpus_free(c);
     vocab_free(v);
@@ -212,7 +211,7 @@ static void test_sentence_file_order(void **state) {
     char err[600];
     assert_int_equal(lm_iter_sentences(&it, g_ptb_valid, &o, err, sizeof err), 0);
     LmBatch b;
-    for (int64_t i = 0; i < 3370; i++) {
+    for (int64_t i = 0; i < 1157; i++) {
         assert_int_equal(lm_next(it, &b), LM_BATCH);
         assert_int_equal(b.B, 1);
         assert_true(seq_hash(&b, 0) == sent_hash(g_ptb_valid, i, 0));
@@ -224,7 +223,7 @@ static void test_sentence_file_order(void **state) {
     assert_int_equal(lm_iter_sentences(&it, g_ptb_valid, &o, err, sizeof err), 0);
     int64_t nb;
     run_epoch_and_check(it, g_ptb_valid, &o, vocab_size(g_v), &nb);
-    assert_int_equal(nb, 3370);
+    assert_int_equal(nb, 1157);
     lm_iter_free(it);
 }
 
@@ -275,7 +274,7 @@ static void test_sentence_resume(void **state) {
     char err[600];
     assert_int_equal(lm_iter_sentences(&it, g_ptb, &o, err, sizeof err), 0);
     assert_int_equal(lm_iter_sentences(&fresh, g_ptb, &o, err, sizeof err), 0);
-    Record r = record(it, 2600); /* about 3 epochs */
+    Record r = record(it, 1300); /* about 3 epochs of some 430 batches */
     int64_t end1 = -1, wchange = -1, epochs = 0;
     for (int64_t k = 0; k < r.n; k++) {
         if (!r.h[k]) {
@@ -284,7 +283,7 @@ static void test_sentence_resume(void **state) {
         }
         if (k && wchange < 0 && r.cur[k].chunk != r.cur[k - 1].chunk) wchange = k;
     }
-    assert_true(epochs >= 2 && end1 > 0 && wchange > 0);
+    assert_true(epochs >= 2 && epochs <= 4 && end1 > 0 && wchange > 0);
     assert_int_equal(r.cur[end1 + 1].epoch, 1);
     assert_int_equal(r.cur[end1 + 1].chunk, 0);
     assert_int_equal(r.cur[end1 + 1].batch, 0);
@@ -415,23 +414,23 @@ static void check_stream(const LmCorpus *c, int T, int B) {
 
 static void test_stream_ptb(void **state) {
     (void)state;
-    /* README: valid has 73,760 tokens with one </S> per line */
-    assert_int_equal(lm_corpus_words(g_ptb_valid) + lm_corpus_sentences(g_ptb_valid), 73760);
+    /* valid has 32,312 words (wc -w) and 1,157 lines: 33,469 tokens with one </S> a line */
+    assert_int_equal(lm_corpus_words(g_ptb_valid) + lm_corpus_sentences(g_ptb_valid), 33469);
     check_stream(g_ptb_valid, 35, 20); /* Zaremba et al.'s small/medium setup */
     check_stream(g_ptb_valid, 35, 1);  /* evaluation: every token but the first is a target */
     check_stream(g_ptb_valid, 7, 3);
-    check_stream(g_ptb_valid, 73759, 1); /* one batch */
+    check_stream(g_ptb_valid, 33468, 1); /* one batch */
     check_stream(g_ptb, 35, 20);
     /* resume in the middle and across the epoch end */
     LmIter *it, *fresh;
     char err[600];
     assert_int_equal(lm_iter_stream(&it, g_ptb_valid, 35, 20, err, sizeof err), 0);
     assert_int_equal(lm_iter_eval_stream(&fresh, g_ptb_valid, 35, 20, err, sizeof err), 0);
-    Record r = record(it, 300); /* 106 batches + end, about 2.8 epochs */
-    int64_t points[] = {0, 1, 50, 105, 106, 107, 200};
+    Record r = record(it, 140); /* 48 batches + end, about 2.8 epochs */
+    int64_t points[] = {0, 1, 20, 47, 48, 49, 100};
     for (size_t p = 0; p < sizeof points / sizeof points[0]; p++) check_resume(fresh, &r, points[p], 80);
-    assert_int_equal(r.h[106], 0);
-    assert_true(r.h[107] == r.h[0]); /* no shuffling: every epoch is the same */
+    assert_int_equal(r.h[48], 0);
+    assert_true(r.h[49] == r.h[0]); /* no shuffling: every epoch is the same */
     LmIter *other;
     assert_int_equal(lm_iter_stream(&other, g_ptb_valid, 35, 10, err, sizeof err), 0);
     assert_int_equal(lm_restore(other, &r.cur[3], err, sizeof err), -1);
@@ -439,7 +438,7 @@ static void test_stream_ptb(void **state) {
     char line[256];
     lm_describe(it, line, sizeof line);
     expect_msg(line, "kind stream | epoch 3 | batch ");
-    expect_msg(line, "/106 | streams 20 | bptt 35");
+    expect_msg(line, "/48 | streams 20 | bptt 35");
     record_free(&r);
     lm_iter_free(it), lm_iter_free(fresh), lm_iter_free(other);
 }
@@ -459,14 +458,14 @@ static void test_eval_sentences(void **state) {
         int rc;
         while ((rc = lm_next(it, &b)) == LM_BATCH) {
             check_sentence_batch(&b, &rules, vocab_size(g_v));
-            assert_int_equal(b.B, i + 64 <= 3370 ? 64 : 3370 % 64);
+            assert_int_equal(b.B, i + 64 <= 1157 ? 64 : 1157 % 64);
             for (int j = 0; j < b.B; j++, i++) assert_true(seq_hash(&b, j) == sent_hash(g_ptb_valid, i, 0));
             k++;
         }
         assert_int_equal(rc, LM_EPOCH_END);
-        assert_int_equal(i, 3370);
-        assert_int_equal(lm_stats(it)->tokens, 73760);
-        assert_int_equal(lm_stats(it)->sentences, 3370);
+        assert_int_equal(i, 1157);
+        assert_int_equal(lm_stats(it)->tokens, 33469);
+        assert_int_equal(lm_stats(it)->sentences, 1157);
         assert_int_equal(lm_stats(it)->epoch, epoch);
     }
     /* resume */
@@ -480,7 +479,7 @@ static void test_eval_sentences(void **state) {
     /* with a length cap */
     assert_int_equal(lm_iter_eval(&it, g_ptb_valid, 100, 10, err, sizeof err), 0);
     while (lm_next(it, &b) == LM_BATCH) assert_true(b.T <= 10);
-    assert_true(lm_stats(it)->cropped > 1000);
+    assert_int_equal(lm_stats(it)->cropped, 1134); /* awk 'NF + 1 > 10' */
     lm_iter_free(it);
 }
 
@@ -502,7 +501,7 @@ static void test_plan_and_shuffle(void **state) {
     assert_true(lm_rng_stream(1, 2, 3, 4) != lm_rng_stream(1, 2, 4, 3));
     /* a plan: sorted lengths inside each batch, budgets, all sentences */
     int64_t sent[500];
-    for (int i = 0; i < 500; i++) sent[i] = i * 6; /* 3,370 sentences */
+    for (int i = 0; i < 500; i++) sent[i] = i * 2; /* of 1,157 sentences */
     LmPlan p = {0};
     LmBatchOpts o = {.words = 400, .sents = 16, .shuffle = 1, .seed = 3};
     lm_plan_build(&p, g_ptb_valid, sent, 500, &o, 77);
@@ -515,7 +514,7 @@ static void test_plan_and_shuffle(void **state) {
             if (q > p.start[k]) assert_true(L >= lm_corpus_len(g_ptb_valid, p.idx[q - 1]) + 1);
             assert_true(L >= prev_max || q > p.start[k]); /* batches in length order before the shuffle */
             tok += L;
-            seen2[p.idx[q] / 6]++;
+            seen2[p.idx[q] / 2]++;
         }
         prev_max = lm_corpus_len(g_ptb_valid, p.idx[p.start[k + 1] - 1]) + 1;
         assert_true(tok <= 400 || n == 1);
@@ -530,7 +529,7 @@ static void test_plan_and_shuffle(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sentence_epoch_ptb),
-        cmocka_unit_test(test_sentence_crop_lm1b),
+        cmocka_unit_test(test_sentence_crop_raw),
         cmocka_unit_test(test_sentence_file_order),
         cmocka_unit_test(test_sentence_resume),
         cmocka_unit_test(test_sentence_errors),

@@ -1,5 +1,5 @@
-/* src/data/lmcorpus: text files as compact ids (2/3/4 bytes), line policies,
- * PTB valid/test read back exactly. */
+/* src/data/lmcorpus: text files as compact ids (2/3/4 bytes), line policies, the
+ * PTB-style KJV valid/test sets of tests/data/kjv-lm read back exactly. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,15 +16,11 @@
 
 #include "core/log.h"
 #include "data/lmcorpus.h"
+#include "testdata.h"
 
 static char g_dir[512];
 static char g_train[1024], g_valid[1024], g_test[1024];
 static Vocab *g_v;
-
-static const char *shared_dir(void) {
-    const char *s = getenv("MOE_SHARED");
-    return s && *s ? s : "../shared";
-}
 
 static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st, (void)flag, (void)ftw;
@@ -37,9 +33,9 @@ static int setup(void **state) {
     const char *t = getenv("TMPDIR");
     snprintf(g_dir, sizeof g_dir, "%s/lmcorpus_test.XXXXXX", t && *t ? t : "/tmp");
     if (!mkdtemp(g_dir)) return -1;
-    snprintf(g_train, sizeof g_train, "%s/data/ptb/ptb.train.txt", shared_dir());
-    snprintf(g_valid, sizeof g_valid, "%s/data/ptb/ptb.valid.txt", shared_dir());
-    snprintf(g_test, sizeof g_test, "%s/data/ptb/ptb.test.txt", shared_dir());
+    snprintf(g_train, sizeof g_train, "%s", testdata_path("kjv-lm/train.txt.gz"));
+    snprintf(g_valid, sizeof g_valid, "%s", testdata_path("kjv-lm/valid.txt.gz"));
+    snprintf(g_test, sizeof g_test, "%s", testdata_path("kjv-lm/test.txt.gz"));
     const char *paths[] = {g_train};
     char err[600];
     if (vocab_build(&g_v, paths, 1, NULL, NULL, err, sizeof err) != 0) {
@@ -79,14 +75,14 @@ static void expect_msg(const char *msg, const char *want) {
 }
 
 /* Compare the corpus with the file, word by word, through an independent
- * strtok-based reader. */
+ * zlib + strtok-based reader. */
 static void check_against_file(const LmCorpus *c, int64_t first, const char *path) {
-    FILE *f = fopen(path, "r");
+    gzFile f = gzopen(path, "rb");
     assert_non_null(f);
-    char line[1 << 16];
+    static char line[1 << 16];
     int64_t i = first;
     int32_t ids[4096];
-    while (fgets(line, sizeof line, f)) {
+    while (gzgets(f, line, sizeof line)) {
         lm_corpus_get(c, i, ids);
         int64_t k = 0;
         for (char *w = strtok(line, " \n"); w; w = strtok(NULL, " \n"), k++) {
@@ -98,7 +94,7 @@ static void check_against_file(const LmCorpus *c, int64_t first, const char *pat
         assert_int_equal(lm_corpus_len(c, i), k);
         i++;
     }
-    fclose(f);
+    gzclose(f);
 }
 
 static void test_ptb_load(void **state) {
@@ -107,39 +103,34 @@ static void test_ptb_load(void **state) {
     LmCorpus *c;
     char err[600];
     assert_int_equal(lm_corpus_load(&c, paths, 2, g_v, NULL, err, sizeof err), 0);
-    assert_int_equal(lm_corpus_width(c), 2); /* 10,001 ids fit in 16 bits */
-    assert_int_equal(lm_corpus_sentences(c), 3370 + 3761);
-    assert_int_equal(lm_corpus_words(c), 70390 + 78669);
+    assert_int_equal(lm_corpus_width(c), 2); /* 4,002 ids fit in 16 bits */
+    /* zcat | wc -lw: valid 1,157 lines, 32,312 words; test 1,157 lines, 32,691 words */
+    assert_int_equal(lm_corpus_sentences(c), 1157 + 1157);
+    assert_int_equal(lm_corpus_words(c), 32312 + 32691);
     const LmLoadStats *st = lm_corpus_stats(c);
     assert_int_equal(st->files, 2);
-    assert_int_equal(st->lines, 3370 + 3761);
-    assert_int_equal(st->sentences, 3370 + 3761);
-    assert_int_equal(st->words, 70390 + 78669);
+    assert_int_equal(st->lines, 1157 + 1157);
+    assert_int_equal(st->sentences, 1157 + 1157);
+    assert_int_equal(st->words, 32312 + 32691);
     assert_int_equal(st->skipped, 0);
     check_against_file(c, 0, g_valid);
-    check_against_file(c, 3370, g_test);
-    /* every <UNK> comes from a literal <unk> (all valid/test words are in train) */
+    check_against_file(c, 1157, g_test);
+    /* every <UNK> comes from a literal <unk> (all valid/test words are in train):
+     * 718 in valid and 826 in test (grep -cx '<unk>' of one word a line) */
     int64_t unk = 0;
     for (int64_t i = 0; i < lm_corpus_sentences(c); i++)
         for (int64_t k = 0; k < lm_corpus_len(c, i); k++) unk += lm_corpus_id(c, i, k) == VOCAB_UNK;
     assert_int_equal(st->unk, unk);
-    assert_true(unk > 5000);
+    assert_int_equal(unk, 718 + 826);
     /* the memory is the compact size, trimmed */
-    assert_true(lm_corpus_mem_bytes(c) <= (size_t)(70390 + 78669) * 2 + (size_t)(3370 + 3761 + 1) * 8);
+    assert_true(lm_corpus_mem_bytes(c) <= (size_t)(32312 + 32691) * 2 + (size_t)(1157 + 1157 + 1) * 8);
     lm_corpus_free(c);
 }
 
 static void test_gzip_same_ids(void **state) {
     (void)state;
-    FILE *f = fopen(g_valid, "rb");
-    assert_non_null(f);
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    const char *pg = tmp_path("valid.gz");
-    gzFile g = gzopen(pg, "wb");
-    gzwrite(g, buf, (unsigned)n);
-    gzclose(g);
+    const char *pg = tmp_path("valid.txt"); /* the gzip file's plain text */
+    assert_int_equal(testdata_plain_copy("kjv-lm/valid.txt.gz", pg), 0);
     const char *pa[] = {g_valid}, *pb[] = {pg};
     LmCorpus *a, *b;
     char err[600];
@@ -187,7 +178,7 @@ static void test_widths(void **state) {
 static void test_line_policies(void **state) {
     (void)state;
     const char *p = tmp_path("mixed.txt");
-    write_plain(p, "the cat\n\nbad \xc3( byte\nzzzqqq the\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\nend\r\n");
+    write_plain(p, "the lamb\n\nbad \xc3( byte\nzzzqqq the\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\nend\r\n");
     const char *paths[] = {p};
     LmCorpus *c = (LmCorpus *)1;
     char err[600];

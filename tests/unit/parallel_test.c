@@ -1,9 +1,10 @@
-/* src/data/parallel: loading aligned corpora (Multi30k gzip, newstest2014
- * plain) with exact line and token counts, filters on crafted and real files,
+/* src/data/parallel: loading aligned corpora (tests/data/bible: the New Testament in
+ * English, WEB and KJV, and Spanish, Reina-Valera 1909, verse-aligned, gzip and plain)
+ * with exact line and token counts, filters on crafted and real files,
  * line-count mismatches, truncated gzip, invalid UTF-8, encoder errors;
  * training batches (coverage, budgets, layout, determinism, resume at many
  * points, seeds) and evaluation in file order, also source-only. Golden counts
- * were computed independently with Python (words split on ASCII space/tab). */
+ * were computed independently with Python and awk (words split on ASCII space/tab). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include "core/log.h"
 #include "data/parallel.h"
 #include "data/textio.h"
+#include "testdata.h"
 
 /* ---- a trivial encoder: whitespace words to ids ------------------------------------- */
 
@@ -67,21 +69,10 @@ static int word_encode(void *ctx, const char *line, size_t len, int32_t **ids, s
 
 static WordEnc g_enc = {.V = 8000};
 static ParEncoder g_pe;
-static ParCorpus *g_m30k; /* Multi30k train en-de, no filters */
+static ParCorpus *g_bible; /* bible train WEB (en) - Reina-Valera (es), no filters */
 static char g_dir[256];
 
-static const char *shared_dir(void) {
-    const char *s = getenv("MOE_SHARED");
-    return s && *s ? s : "../shared";
-}
-
-static const char *data_path(const char *rel) {
-    static char buf[8][1024];
-    static int k;
-    char *p = buf[k++ & 7];
-    snprintf(p, 1024, "%s/data/%s", shared_dir(), rel);
-    return p;
-}
+static const char *data_path(const char *rel) { return testdata_path(rel); }
 
 static const char *tmp_path(const char *name) {
     static char buf[8][512];
@@ -106,9 +97,9 @@ static int setup(void **state) {
     g_pe = (ParEncoder){word_encode, &g_enc, g_enc.V};
     snprintf(g_dir, sizeof g_dir, "/tmp/parallel_test.XXXXXX");
     if (!mkdtemp(g_dir)) return -1;
-    const char *s[] = {data_path("multi30k/raw/train.en.gz")}, *t[] = {data_path("multi30k/raw/train.de.gz")};
+    const char *s[] = {data_path("bible/train.web.gz")}, *t[] = {data_path("bible/train.rv.gz")};
     char err[600];
-    if (par_corpus_load(&g_m30k, s, t, 1, &g_pe, &g_pe, NULL, err, sizeof err) != 0) {
+    if (par_corpus_load(&g_bible, s, t, 1, &g_pe, &g_pe, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
@@ -117,7 +108,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    par_corpus_free(g_m30k);
+    par_corpus_free(g_bible);
     free(g_enc.ids);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
@@ -173,63 +164,66 @@ static void check_side_against_file(const ParCorpus *c, int side, const char *pa
 
 /* ---- loading --------------------------------------------------------------------------- */
 
-static void test_load_multi30k(void **state) {
+static void test_load_bible(void **state) {
     (void)state;
-    const ParCorpus *c = g_m30k;
+    const ParCorpus *c = g_bible;
     const ParLoadStats *st = par_corpus_stats(c);
-    assert_int_equal(par_corpus_pairs(c), 29000);
+    assert_int_equal(par_corpus_pairs(c), 6813);
     assert_int_equal(st->files, 1);
-    assert_int_equal(st->lines, 29000);
-    assert_int_equal(st->kept, 29000);
-    assert_int_equal(st->src_tokens, 345020);
-    assert_int_equal(st->tgt_tokens, 322336); /* wc -w says 322383: it also splits on no-break spaces */
-    assert_int_equal(par_corpus_tokens(c, PAR_SRC), 345020);
-    assert_int_equal(par_corpus_tokens(c, PAR_TGT), 322336);
+    assert_int_equal(st->lines, 6813);
+    assert_int_equal(st->kept, 6813);
+    assert_int_equal(st->src_tokens, 149631);
+    assert_int_equal(st->tgt_tokens, 141149);
+    assert_int_equal(par_corpus_tokens(c, PAR_SRC), 149631);
+    assert_int_equal(par_corpus_tokens(c, PAR_TGT), 141149);
     assert_true(par_corpus_has_target(c));
     assert_int_equal(par_corpus_width(c, PAR_SRC), 2);
     assert_int_equal(par_corpus_width(c, PAR_TGT), 2);
-    check_side_against_file(c, PAR_SRC, data_path("multi30k/raw/train.en.gz"));
-    check_side_against_file(c, PAR_TGT, data_path("multi30k/raw/train.de.gz"));
+    check_side_against_file(c, PAR_SRC, data_path("bible/train.web.gz"));
+    check_side_against_file(c, PAR_TGT, data_path("bible/train.rv.gz"));
     const char *sp, *tp;
     int64_t line;
-    par_corpus_locate(c, 28999, &sp, &tp, &line);
-    expect_msg(sp, "multi30k/raw/train.en.gz");
-    expect_msg(tp, "multi30k/raw/train.de.gz");
-    assert_int_equal(line, 29000);
+    par_corpus_locate(c, 6812, &sp, &tp, &line);
+    expect_msg(sp, "bible/train.web.gz");
+    expect_msg(tp, "bible/train.rv.gz");
+    assert_int_equal(line, 6813);
     /* trimmed: 2 bytes per id plus one offset per sentence and side */
-    size_t want = (size_t)(345020 + 322336) * 2 + 2 * 29001 * 8;
+    size_t want = (size_t)(149631 + 141149) * 2 + 2 * 6814 * 8;
     assert_true(par_corpus_mem_bytes(c) >= want && par_corpus_mem_bytes(c) < want + 4096);
     char buf[256];
     par_load_stats_describe(st, buf, sizeof buf);
-    assert_string_equal(buf, "lines 29000 | kept 29000 | empty 0 | too-long 0 | bad-ratio 0 | skipped 0 | "
-                             "src-tokens 345020 | tgt-tokens 322336");
+    assert_string_equal(buf, "lines 6813 | kept 6813 | empty 0 | too-long 0 | bad-ratio 0 | skipped 0 | "
+                             "src-tokens 149631 | tgt-tokens 141149");
     par_corpus_describe(c, buf, sizeof buf);
-    assert_string_equal(buf, "pairs 29000 | src-tokens 345020 | tgt-tokens 322336 | id-bytes 2/2 | memory 1.7 MiB");
+    assert_string_equal(buf, "pairs 6813 | src-tokens 149631 | tgt-tokens 141149 | id-bytes 2/2 | memory 0.7 MiB");
 }
 
-static void test_load_newstest(void **state) {
+static void test_load_two_pairs(void **state) {
     (void)state;
     ParCorpus *fr, *de, *de2;
     char err[600];
-    assert_int_equal(load1(&fr, data_path("wmt14/newstest2014-full.en-fr.en"), data_path("wmt14/newstest2014-full.en-fr.fr"),
+    assert_int_equal(load1(&fr, data_path("bible/valid.web.gz"), data_path("bible/valid.rv.gz"),
                            NULL, err, sizeof err), 0);
-    assert_int_equal(par_corpus_pairs(fr), 3003);
-    assert_int_equal(par_corpus_tokens(fr, PAR_SRC), 62338);
-    assert_int_equal(par_corpus_tokens(fr, PAR_TGT), 69631);
-    assert_int_equal(load1(&de, data_path("wmt14/newstest2014-full.en-de.en"), data_path("wmt14/newstest2014-full.en-de.de"),
-                           NULL, err, sizeof err), 0);
-    assert_int_equal(par_corpus_pairs(de), 3003);
-    assert_int_equal(par_corpus_tokens(de, PAR_SRC), 59325);
-    assert_int_equal(par_corpus_tokens(de, PAR_TGT), 54865);
+    assert_int_equal(par_corpus_pairs(fr), 1135);
+    assert_int_equal(par_corpus_tokens(fr, PAR_SRC), 24955);
+    assert_int_equal(par_corpus_tokens(fr, PAR_TGT), 23550);
+    /* plain text: the KJV - Reina-Valera train sets, decompressed */
+    const char *pk = tmp_path("train.kjv.txt"), *pr = tmp_path("train.rv.txt");
+    assert_int_equal(testdata_plain_copy("bible/train.kjv.gz", pk), 0);
+    assert_int_equal(testdata_plain_copy("bible/train.rv.gz", pr), 0);
+    assert_int_equal(load1(&de, pk, pr, NULL, err, sizeof err), 0);
+    assert_int_equal(par_corpus_pairs(de), 6813);
+    assert_int_equal(par_corpus_tokens(de, PAR_SRC), 154560);
+    assert_int_equal(par_corpus_tokens(de, PAR_TGT), 141149);
     assert_int_not_equal(par_corpus_fingerprint(fr), par_corpus_fingerprint(de));
     /* a 4-byte vocabulary: same pairs, wider ids */
     WordEnc big = {.V = 100000};
     ParEncoder pe = {word_encode, &big, big.V};
-    const char *s[] = {data_path("wmt14/newstest2014-full.en-de.en")}, *t[] = {data_path("wmt14/newstest2014-full.en-de.de")};
+    const char *s[] = {pk}, *t[] = {pr};
     assert_int_equal(par_corpus_load(&de2, s, t, 1, &pe, &pe, NULL, err, sizeof err), 0);
     assert_int_equal(par_corpus_width(de2, PAR_SRC), 4);
-    assert_int_equal(par_corpus_tokens(de2, PAR_TGT), 54865);
-    size_t want = (size_t)(59325 + 54865) * 4 + 2 * 3004 * 8;
+    assert_int_equal(par_corpus_tokens(de2, PAR_TGT), 141149);
+    size_t want = (size_t)(154560 + 141149) * 4 + 2 * 6814 * 8;
     assert_true(par_corpus_mem_bytes(de2) >= want && par_corpus_mem_bytes(de2) < want + 4096);
     free(big.ids);
     par_corpus_free(fr);
@@ -359,31 +353,31 @@ static void test_filters_crafted(void **state) {
     par_corpus_free(c);
 }
 
-static void test_filters_multi30k(void **state) {
+static void test_filters_bible(void **state) {
     (void)state;
     ParCorpus *c;
     char err[600];
-    ParLoadOpts o = {.drop_empty = 1, .max_len = 20, .max_ratio = 1.5};
-    assert_int_equal(load1(&c, data_path("multi30k/raw/train.en.gz"), data_path("multi30k/raw/train.de.gz"), &o, err,
+    ParLoadOpts o = {.drop_empty = 1, .max_len = 40, .max_ratio = 1.3};
+    assert_int_equal(load1(&c, data_path("bible/train.web.gz"), data_path("bible/train.rv.gz"), &o, err,
                            sizeof err), 0);
     const ParLoadStats *st = par_corpus_stats(c);
-    assert_int_equal(st->lines, 29000);
-    assert_int_equal(st->kept, 27135);
+    assert_int_equal(st->lines, 6813);
+    assert_int_equal(st->kept, 5834);
     assert_int_equal(st->empty, 0);
-    assert_int_equal(st->too_long, 1009);
-    assert_int_equal(st->bad_ratio, 856);
-    assert_int_equal(st->src_tokens, 312885);
-    assert_int_equal(st->tgt_tokens, 294301);
+    assert_int_equal(st->too_long, 206);
+    assert_int_equal(st->bad_ratio, 773);
+    assert_int_equal(st->src_tokens, 125458);
+    assert_int_equal(st->tgt_tokens, 120166);
     int64_t line;
     par_corpus_locate(c, 1000, NULL, NULL, &line);
-    assert_int_equal(line, 1055);
-    par_corpus_locate(c, 27134, NULL, NULL, &line);
-    assert_int_equal(line, 28999);
-    /* pair 1000 is line 1055 of the unfiltered corpus */
+    assert_int_equal(line, 1156);
+    par_corpus_locate(c, 5833, NULL, NULL, &line);
+    assert_int_equal(line, 6813);
+    /* pair 1000 is line 1156 of the unfiltered corpus */
     int64_t n = par_corpus_len(c, PAR_TGT, 1000);
-    assert_int_equal(n, par_corpus_len(g_m30k, PAR_TGT, 1054));
+    assert_int_equal(n, par_corpus_len(g_bible, PAR_TGT, 1155));
     for (int64_t k = 0; k < n; k++)
-        assert_int_equal(par_corpus_id(c, PAR_TGT, 1000, k), par_corpus_id(g_m30k, PAR_TGT, 1054, k));
+        assert_int_equal(par_corpus_id(c, PAR_TGT, 1000, k), par_corpus_id(g_bible, PAR_TGT, 1155, k));
     par_corpus_free(c);
 }
 
@@ -392,28 +386,28 @@ static void test_multiple_files(void **state) {
     const char *sp = tmp_path("multi.src"), *tp = tmp_path("multi.tgt");
     write_text(sp, CRAFT_SRC);
     write_text(tp, CRAFT_TGT);
-    const char *s[] = {sp, data_path("multi30k/raw/val.en.gz")}, *t[] = {tp, data_path("multi30k/raw/val.fr.gz")};
+    const char *s[] = {sp, data_path("bible/valid.web.gz")}, *t[] = {tp, data_path("bible/valid.kjv.gz")};
     ParLoadOpts o = {.drop_empty = 1, .max_len = 10, .max_ratio = 5};
     ParCorpus *c;
     char err[600];
     assert_int_equal(par_corpus_load(&c, s, t, 2, &g_pe, &g_pe, &o, err, sizeof err), 0);
     assert_int_equal(par_corpus_stats(c)->files, 2);
-    assert_int_equal(par_corpus_stats(c)->lines, 1024);
+    assert_int_equal(par_corpus_stats(c)->lines, 10 + 1135);
     const char *a, *b;
     int64_t line;
     par_corpus_locate(c, 4, &a, &b, &line);
     assert_string_equal(a, sp);
     assert_int_equal(line, 10);
-    assert_int_equal(par_corpus_pairs(c), 5 + 315);
+    assert_int_equal(par_corpus_pairs(c), 5 + 42); /* 42 verse pairs of at most 10 words a side */
     par_corpus_locate(c, 5, &a, &b, &line);
-    expect_msg(a, "val.en.gz");
-    expect_msg(b, "val.fr.gz");
-    assert_int_equal(line, 1);
+    expect_msg(a, "valid.web.gz");
+    expect_msg(b, "valid.kjv.gz");
+    assert_int_equal(line, 8);
     par_corpus_locate(c, 7, &a, NULL, &line);
-    assert_int_equal(line, 7);
+    assert_int_equal(line, 106);
     par_corpus_locate(c, par_corpus_pairs(c) - 1, &a, NULL, &line);
-    expect_msg(a, "val.en.gz");
-    assert_int_equal(line, 1013);
+    expect_msg(a, "valid.web.gz");
+    assert_int_equal(line, 1067);
     par_corpus_free(c);
 }
 
@@ -423,14 +417,14 @@ static void test_mismatched_lines(void **state) {
     (void)state;
     ParCorpus *c = (ParCorpus *)1;
     char err[600];
-    const char *val = data_path("multi30k/raw/val.en.gz"), *test = data_path("multi30k/raw/test_2016_flickr.de.gz");
+    const char *val = data_path("bible/valid.web.gz"), *test = data_path("bible/train.rv.gz");
     assert_int_equal(load1(&c, val, test, NULL, err, sizeof err), -1);
     assert_null(c);
     char want[1200];
-    snprintf(want, sizeof want, "line counts differ: %s has 1014 lines, %s has 1000", val, test);
+    snprintf(want, sizeof want, "line counts differ: %s has 1135 lines, %s has 6813", val, test);
     assert_string_equal(err, want);
     assert_int_equal(load1(&c, test, val, NULL, err, sizeof err), -1);
-    snprintf(want, sizeof want, "line counts differ: %s has 1000 lines, %s has 1014", test, val);
+    snprintf(want, sizeof want, "line counts differ: %s has 6813 lines, %s has 1135", test, val);
     assert_string_equal(err, want);
     /* crafted: the shorter file lacks its final newline */
     const char *sp = tmp_path("short.src"), *tp = tmp_path("short.tgt");
@@ -446,7 +440,7 @@ static void test_mismatched_lines(void **state) {
 
 static void test_truncated_gzip(void **state) {
     (void)state;
-    const char *src = data_path("multi30k/raw/val.en.gz");
+    const char *src = data_path("bible/valid.web.gz");
     FILE *f = fopen(src, "rb");
     assert_non_null(f);
     static char buf[1 << 16];
@@ -457,19 +451,19 @@ static void test_truncated_gzip(void **state) {
     write_file(cut, buf, n / 2);
     ParCorpus *c;
     char err[600];
-    assert_int_equal(load1(&c, cut, data_path("multi30k/raw/val.fr.gz"), NULL, err, sizeof err), -1);
+    assert_int_equal(load1(&c, cut, data_path("bible/valid.kjv.gz"), NULL, err, sizeof err), -1);
     expect_msg(err, cut);
     expect_msg(err, "unexpected end of file");
-    assert_int_equal(load1(&c, data_path("multi30k/raw/val.fr.gz"), cut, NULL, err, sizeof err), -1);
+    assert_int_equal(load1(&c, data_path("bible/valid.kjv.gz"), cut, NULL, err, sizeof err), -1);
     expect_msg(err, cut);
     /* skipping bad lines does not skip I/O errors */
     ParLoadOpts o = {.skip_bad_lines = 1};
     assert_int_equal(load1(&c, cut, NULL, &o, err, sizeof err), -1);
     expect_msg(err, "unexpected end of file");
     /* the intact gzip pair loads */
-    assert_int_equal(load1(&c, src, data_path("multi30k/raw/val.fr.gz"), NULL, err, sizeof err), 0);
-    assert_int_equal(par_corpus_tokens(c, PAR_SRC), 12167);
-    assert_int_equal(par_corpus_tokens(c, PAR_TGT), 12698);
+    assert_int_equal(load1(&c, src, data_path("bible/valid.kjv.gz"), NULL, err, sizeof err), 0);
+    assert_int_equal(par_corpus_tokens(c, PAR_SRC), 24955);
+    assert_int_equal(par_corpus_tokens(c, PAR_TGT), 25692);
     par_corpus_free(c);
 }
 
@@ -637,32 +631,32 @@ static void test_train_epochs(void **state) {
     o.seed = 7;
     ParIter *it;
     char err[600];
-    assert_int_equal(par_iter_train(&it, g_m30k, &o, err, sizeof err), 0);
-    int64_t *o1 = malloc(29000 * sizeof *o1), *o2 = malloc(29000 * sizeof *o2);
-    int64_t nb = train_epoch(it, g_m30k, &o, o1);
+    assert_int_equal(par_iter_train(&it, g_bible, &o, err, sizeof err), 0);
+    int64_t *o1 = malloc(6813 * sizeof *o1), *o2 = malloc(6813 * sizeof *o2);
+    int64_t nb = train_epoch(it, g_bible, &o, o1);
     const ParStats *st = par_stats(it);
     assert_int_equal(st->epoch, 0);
     assert_int_equal(st->batches, nb);
-    assert_int_equal(st->pairs, 29000);
-    assert_int_equal(st->src_tokens, 345020 + 29000);
-    assert_int_equal(st->tgt_tokens, 322336 + 29000);
-    /* the 2000-token budget binds (about 12 tokens a sentence): batches near full */
-    assert_true(nb >= (322336 + 29000) / 2000 && nb < (322336 + 29000) / 2000 * 11 / 10);
+    assert_int_equal(st->pairs, 6813);
+    assert_int_equal(st->src_tokens, 149631 + 6813);
+    assert_int_equal(st->tgt_tokens, 141149 + 6813);
+    /* the 2000-token budget binds (about 21 tokens a verse): batches near full */
+    assert_true(nb >= (141149 + 6813) / 2000 && nb < (141149 + 6813) / 2000 * 11 / 10);
     /* sorting inside windows keeps padding low */
     assert_true((double)(st->tgt_cells - st->tgt_tokens) < 0.05 * (double)st->tgt_cells);
     char line[256];
     par_stats_describe(st, line, sizeof line);
     expect_msg(line, "epoch 1 | batches ");
-    expect_msg(line, "| pairs 29000 | src-tokens 374020 | tgt-tokens 351336 | src-pad ");
+    expect_msg(line, "| pairs 6813 | src-tokens 156444 | tgt-tokens 147962 | src-pad ");
     par_describe(it, line, sizeof line);
     expect_msg(line, "kind train | epoch 2 | window 1/");
     /* the second epoch: another order, same coverage; stats restart */
-    train_epoch(it, g_m30k, &o, o2);
+    train_epoch(it, g_bible, &o, o2);
     assert_int_equal(par_stats(it)->epoch, 1);
-    assert_int_equal(par_stats(it)->pairs, 29000);
-    assert_memory_not_equal(o1, o2, 29000 * sizeof *o1);
+    assert_int_equal(par_stats(it)->pairs, 6813);
+    assert_memory_not_equal(o1, o2, 6813 * sizeof *o1);
     size_t mem = par_mem_bytes(it);
-    assert_true(mem >= 29000 * sizeof(int64_t) && mem < 29000 * sizeof(int64_t) + (1 << 20));
+    assert_true(mem >= 6813 * sizeof(int64_t) && mem < 6813 * sizeof(int64_t) + (1 << 20));
     assert_true(par_mem_peak(it) >= mem);
     par_iter_free(it);
 
@@ -672,11 +666,11 @@ static void test_train_epochs(void **state) {
     o.window = 1000;
     o.shuffle = 0;
     o.src_eos = 0;
-    assert_int_equal(par_iter_train(&it, g_m30k, &o, err, sizeof err), 0);
-    nb = train_epoch(it, g_m30k, &o, o1);
-    assert_int_equal(nb, 29 * 20);
-    for (int64_t k = 0; k < 29000; k++) assert_true(o1[k] / 1000 == k / 1000);
-    assert_int_equal(par_stats(it)->src_tokens, 345020);
+    assert_int_equal(par_iter_train(&it, g_bible, &o, err, sizeof err), 0);
+    nb = train_epoch(it, g_bible, &o, o1);
+    assert_int_equal(nb, 6 * 20 + 17); /* 6 windows of 1,000 pairs and one of 813 */
+    for (int64_t k = 0; k < 6813; k++) assert_true(o1[k] / 1000 == k / 1000);
+    assert_int_equal(par_stats(it)->src_tokens, 149631);
     par_iter_free(it);
     free(o1);
     free(o2);
@@ -722,7 +716,7 @@ static void test_train_resume(void **state) {
     (void)state;
     ParCorpus *c;
     char err[600];
-    assert_int_equal(load1(&c, data_path("wmt14/newstest2014-full.en-de.en"), data_path("wmt14/newstest2014-full.en-de.de"),
+    assert_int_equal(load1(&c, data_path("bible/train.kjv.gz"), data_path("bible/train.rv.gz"),
                            NULL, err, sizeof err), 0);
     ParBatchOpts o = par_batch_defaults();
     o.words = 600;
@@ -789,7 +783,7 @@ static void test_train_resume(void **state) {
     assert_int_equal(par_iter_train(&it, c, &o2, err, sizeof err), 0);
     assert_int_equal(par_restore(it, &cur[5], err, sizeof err), -1);
     par_iter_free(it);
-    assert_int_equal(par_iter_train(&it, g_m30k, &o, err, sizeof err), 0);
+    assert_int_equal(par_iter_train(&it, g_bible, &o, err, sizeof err), 0);
     assert_int_equal(par_restore(it, &cur[5], err, sizeof err), -1);
     expect_msg(err, "does not match");
     par_iter_free(it);
@@ -829,10 +823,10 @@ static void test_seeds(void **state) {
     ParIter *a, *b, *c;
     char err[600];
     o.seed = 1;
-    assert_int_equal(par_iter_train(&a, g_m30k, &o, err, sizeof err), 0);
-    assert_int_equal(par_iter_train(&b, g_m30k, &o, err, sizeof err), 0);
+    assert_int_equal(par_iter_train(&a, g_bible, &o, err, sizeof err), 0);
+    assert_int_equal(par_iter_train(&b, g_bible, &o, err, sizeof err), 0);
     o.seed = 2;
-    assert_int_equal(par_iter_train(&c, g_m30k, &o, err, sizeof err), 0);
+    assert_int_equal(par_iter_train(&c, g_bible, &o, err, sizeof err), 0);
     uint64_t ha[50], hb[50], hc[50];
     run_hashes(a, ha, 50);
     run_hashes(b, hb, 50);
@@ -856,7 +850,7 @@ static void test_eval_with_targets(void **state) {
     (void)state;
     ParCorpus *c;
     char err[600];
-    const char *sp = data_path("multi30k/raw/val.en.gz"), *tp = data_path("multi30k/raw/val.fr.gz");
+    const char *sp = data_path("bible/valid.web.gz"), *tp = data_path("bible/valid.kjv.gz");
     assert_int_equal(load1(&c, sp, tp, NULL, err, sizeof err), 0);
     check_side_against_file(c, PAR_SRC, sp);
     check_side_against_file(c, PAR_TGT, tp);
@@ -869,15 +863,15 @@ static void test_eval_with_targets(void **state) {
         int rc;
         while ((rc = par_next(it, &b)) == PAR_BATCH) {
             check_batch(&b, c, &o);
-            assert_int_equal(b.B, next + 64 <= 1014 ? 64 : 1014 - next);
+            assert_int_equal(b.B, next + 64 <= 1135 ? 64 : 1135 - next);
             for (int j = 0; j < b.B; j++) assert_int_equal(b.index[j], next++);
             nb++;
         }
         assert_int_equal(rc, PAR_EPOCH_END);
-        assert_int_equal(next, 1014);
-        assert_int_equal(nb, 16);
+        assert_int_equal(next, 1135);
+        assert_int_equal(nb, 18);
         assert_int_equal(par_stats(it)->epoch, epoch);
-        assert_int_equal(par_stats(it)->tgt_tokens, 12698 + 1014);
+        assert_int_equal(par_stats(it)->tgt_tokens, 25692 + 1135);
     }
     par_iter_free(it);
     par_corpus_free(c);
@@ -926,9 +920,9 @@ static void test_eval_source_only(void **state) {
     expect_msg(err, "source-only");
     par_corpus_free(c);
 
-    /* newstest English, a token budget on top of the pair count, resumed mid-way */
-    assert_int_equal(load1(&c, data_path("wmt14/newstest2014-full.en-de.en"), NULL, NULL, err, sizeof err), 0);
-    assert_int_equal(par_corpus_tokens(c, PAR_SRC), 59325);
+    /* the WEB's English, a token budget on top of the pair count, resumed mid-way */
+    assert_int_equal(load1(&c, data_path("bible/valid.web.gz"), NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(par_corpus_tokens(c, PAR_SRC), 24955);
     o = par_batch_defaults();
     o.sents = 100;
     o.words = 400;
@@ -944,9 +938,9 @@ static void test_eval_source_only(void **state) {
         h[nb++] = batch_hash(&b);
         if (nb == 10) par_save(it, &at10);
     }
-    assert_int_equal(next, 3003);
-    assert_int_equal(par_stats(it)->src_tokens, 59325 + 3003);
-    assert_true(nb >= (59325 + 3003) / 400);
+    assert_int_equal(next, 1135);
+    assert_int_equal(par_stats(it)->src_tokens, 24955 + 1135);
+    assert_true(nb >= (24955 + 1135) / 400);
     char line[200];
     par_cursor_describe(&at10, line, sizeof line);
     expect_msg(line, "kind eval | epoch 1 | pair ");
@@ -960,7 +954,7 @@ static void test_eval_source_only(void **state) {
     }
     assert_int_equal(par_next(it2, &b), PAR_EPOCH_END);
     par_describe(it2, line, sizeof line);
-    assert_string_equal(line, "kind eval | epoch 2 | pair 0/3003 | batch 0");
+    assert_string_equal(line, "kind eval | epoch 2 | pair 0/1135 | batch 0");
     ParCursor bad = at10;
     bad.pos = 5000;
     assert_int_equal(par_restore(it2, &bad, err, sizeof err), -1);
@@ -998,11 +992,11 @@ static void test_iter_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_load_multi30k),
-        cmocka_unit_test(test_load_newstest),
+        cmocka_unit_test(test_load_bible),
+        cmocka_unit_test(test_load_two_pairs),
         cmocka_unit_test(test_add_and_widths),
         cmocka_unit_test(test_filters_crafted),
-        cmocka_unit_test(test_filters_multi30k),
+        cmocka_unit_test(test_filters_bible),
         cmocka_unit_test(test_multiple_files),
         cmocka_unit_test(test_mismatched_lines),
         cmocka_unit_test(test_truncated_gzip),

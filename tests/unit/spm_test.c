@@ -1,8 +1,9 @@
 /* SentencePiece wrapper (src/text/spm.h) against the SentencePiece CLI.
  *
- * Trains a unigram model on Multi30k train.en.gz and a BPE model on
- * train.de.gz through spm_train (gzip inputs), then requires that encoding
- * val.{en,de} line by line gives exactly the ids and pieces of `spm_encode`
+ * Trains a unigram model on the English New Testament (tests/data/bible/train.web.gz,
+ * the World English Bible) and a BPE model on the Spanish one (train.rv.gz, the
+ * Reina-Valera 1909) through spm_train (gzip inputs), then requires that encoding
+ * valid.{web,rv} line by line gives exactly the ids and pieces of `spm_encode`
  * and decoding gives exactly the text of `spm_decode`. Also: determinism,
  * quiet training, load from bytes == load from file, special ids, and a clear
  * error (never an abort) for every kind of bad input. */
@@ -24,6 +25,7 @@
 
 #include <cmocka.h>
 
+#include "testdata.h"
 #include "text/spm.h"
 
 /* ---- fixtures ---------------------------------------------------------------- */
@@ -44,12 +46,7 @@ typedef struct {
 } Corpus;
 
 static char g_base[2048], g_tmp[4096], g_work[4096];
-static Corpus g_en, g_de;
-
-static const char *shared_dir(void) {
-    const char *s = getenv("MOE_SHARED");
-    return s && *s ? s : "../shared";
-}
+static Corpus g_en, g_es;
 
 static void lines_free(Lines *l) {
     for (size_t i = 0; i < l->n; i++) free(l->line[i]);
@@ -189,10 +186,14 @@ static void ids_to_string(const SpmIds *v, char *out, size_t cap) {
     }
 }
 
-static void train_corpus(Corpus *c, const char *lang, SpmModelType type, int vocab) {
+/* lang names the model; stem is the translation's file stem in tests/data/bible */
+static void train_corpus(Corpus *c, const char *lang, const char *stem, SpmModelType type, int vocab) {
     c->lang = lang;
-    snprintf(c->train_gz, sizeof c->train_gz, "%s/data/multi30k/raw/train.%s.gz", shared_dir(), lang);
-    snprintf(c->val_gz, sizeof c->val_gz, "%s/data/multi30k/raw/val.%s.gz", shared_dir(), lang);
+    char rel[64];
+    snprintf(rel, sizeof rel, "bible/train.%s.gz", stem);
+    snprintf(c->train_gz, sizeof c->train_gz, "%s", testdata_path(rel));
+    snprintf(rel, sizeof rel, "bible/valid.%s.gz", stem);
+    snprintf(c->val_gz, sizeof c->val_gz, "%s", testdata_path(rel));
     snprintf(c->val_txt, sizeof c->val_txt, "%s/val.%s", g_work, lang);
     snprintf(c->model_path, sizeof c->model_path, "%s/%s.model", g_work, lang);
 
@@ -227,14 +228,14 @@ static int group_setup(void **state) {
     if (mkdir(g_tmp, 0700) || mkdir(g_work, 0700)) return -1;
     /* The wrapper's temporaries go to an empty directory we can watch. */
     setenv("TMPDIR", g_tmp, 1);
-    train_corpus(&g_en, "en", SPM_UNIGRAM, 4000);
-    train_corpus(&g_de, "de", SPM_BPE, 2000);
+    train_corpus(&g_en, "en", "web", SPM_UNIGRAM, 4000);
+    train_corpus(&g_es, "es", "rv", SPM_BPE, 2000);
     return 0;
 }
 
 static int group_teardown(void **state) {
     (void)state;
-    Corpus *cs[] = {&g_en, &g_de};
+    Corpus *cs[] = {&g_en, &g_es};
     for (int i = 0; i < 2; i++) {
         free(cs[i]->model);
         lines_free(&cs[i]->val);
@@ -266,7 +267,7 @@ static void check_against_cli(Corpus *c, double min_exact_roundtrip) {
              "spm_encode --model='%s' --output_format=id --input='%s' | spm_decode --model='%s' --input_format=id",
              c->model_path, c->val_txt, c->model_path);
     Lines cli_text = run_lines(cmd);
-    assert_true(c->val.n > 1000); /* Multi30k val has 1014 lines */
+    assert_int_equal(c->val.n, 1135); /* the validation verses */
     assert_int_equal(cli_ids.n, c->val.n);
     assert_int_equal(cli_pieces.n, c->val.n);
     assert_int_equal(cli_text.n, c->val.n);
@@ -331,9 +332,9 @@ static void test_unigram_en_matches_cli(void **state) {
     check_against_cli(&g_en, 0.99);
 }
 
-static void test_bpe_de_matches_cli(void **state) {
+static void test_bpe_es_matches_cli(void **state) {
     (void)state;
-    check_against_cli(&g_de, 0.99);
+    check_against_cli(&g_es, 0.99);
 }
 
 /* Same options -> the same bytes; the file holds the returned bytes; the
@@ -416,7 +417,7 @@ static void test_train_deterministic_quiet(void **state) {
 
 static void test_load_bytes_equals_file(void **state) {
     (void)state;
-    Corpus *cs[] = {&g_en, &g_de};
+    Corpus *cs[] = {&g_en, &g_es};
     for (int c = 0; c < 2; c++) {
         Spm *f = load_or_fail(cs[c]->model_path), *b = NULL;
         char err[1024];
@@ -446,7 +447,7 @@ static void test_load_bytes_equals_file(void **state) {
 
 static void test_special_ids_and_pieces(void **state) {
     (void)state;
-    Corpus *cs[] = {&g_en, &g_de};
+    Corpus *cs[] = {&g_en, &g_es};
     int vocab[] = {4000, 2000};
     for (int c = 0; c < 2; c++) {
         Spm *sp = load_or_fail(cs[c]->model_path);
@@ -799,8 +800,8 @@ static void *encode_worker(void *arg) {
 
 static void test_concurrent_encode(void **state) {
     (void)state;
-    Spm *sp = load_or_fail(g_de.model_path);
-    const Lines *val = &g_de.val;
+    Spm *sp = load_or_fail(g_es.model_path);
+    const Lines *val = &g_es.val;
     const char **expect = calloc(val->n, sizeof *expect);
     assert_non_null(expect);
     SpmIds ids = {0};
@@ -833,7 +834,7 @@ static void test_concurrent_encode(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unigram_en_matches_cli),
-        cmocka_unit_test(test_bpe_de_matches_cli),
+        cmocka_unit_test(test_bpe_es_matches_cli),
         cmocka_unit_test(test_train_deterministic_quiet),
         cmocka_unit_test(test_load_bytes_equals_file),
         cmocka_unit_test(test_special_ids_and_pieces),

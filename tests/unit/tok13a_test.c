@@ -7,8 +7,11 @@
  * behaviour: bytes are kept, never split on, and the result equals what
  * sacrebleu gives for the text decoded with errors="surrogateescape". Whole
  * corpora are checked through CRC32s in tests/golden/bleu/expected.txt (made by
- * tests/tools/make_bleu_golden.sh): 13a of all WMT'14 lines, and str.lower() of
- * every code point and of the final-sigma context of every code point. */
+ * tests/tools/make_bleu_golden.sh): 13a of every line of real text (tests/data: the
+ * KJV and WEB New Testament, the Spanish Reina-Valera 1909, German quotations of
+ * fortunes-de; and the hypotheses with injected tokenizer edge cases), as is and
+ * lowercased, and str.lower() of every code point and of the final-sigma context of
+ * every code point. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +28,7 @@
 #include "text/tok13a.h"
 #include "text/unicase.h"
 #include "text/utf8.h"
+#include "testdata.h"
 
 typedef struct {
     const char *in, *out;
@@ -318,11 +322,6 @@ static void test_lower_special_cases(void **state) {
 static char g_golden[4096];
 static char *g_expected;
 
-static const char *shared_dir(void) {
-    const char *s = getenv("MOE_SHARED");
-    return s && *s ? s : "../shared";
-}
-
 static char *slurp_gz(const char *path, size_t *len) {
     gzFile f = gzopen(path, "rb");
     if (!f) return NULL;
@@ -392,11 +391,11 @@ static void run_tok_crc(const char *name) {
     char *src = golden(name, "hyp"), *opt = golden(name, "opt"), *want = golden(name, "crc");
     int lc = strstr(opt, "lc=1") != NULL;
     char path[8192];
-    if (src[0] == '@') snprintf(path, sizeof path, "%s/data/%s", shared_dir(), src + 1);
+    if (src[0] == '@') snprintf(path, sizeof path, "%s", testdata_path(src + 1));
     else snprintf(path, sizeof path, "%s/%s", g_golden, src);
     size_t len;
     char *text = slurp_gz(path, &len);
-    if (!text) fail_msg("cannot read %s (set MOE_SHARED)", path);
+    if (!text) fail_msg("cannot read %s", path);
     tok13a_buf b = {0};
     char *low = NULL;
     size_t low_cap = 0, bytes = 0, lines = 0;
@@ -428,11 +427,24 @@ static void run_tok_crc(const char *name) {
     free(want);
 }
 
-static void test_tok_wmt14_ref(void **state) { (void)state; run_tok_crc("tok_wmt14_ref"); }
-static void test_tok_wmt14_hyp(void **state) { (void)state; run_tok_crc("tok_wmt14_hyp"); }
-static void test_tok_wmt14_hyp_lc(void **state) { (void)state; run_tok_crc("tok_wmt14_hyp_lc"); }
-static void test_tok_wmt14_fr(void **state) { (void)state; run_tok_crc("tok_wmt14_fr"); }
-static void test_tok_m30k_hyp(void **state) { (void)state; run_tok_crc("tok_m30k_hyp"); }
+static void test_tok_nt_ref(void **state) { (void)state; run_tok_crc("tok_nt_ref"); }
+static void test_tok_nt_hyp(void **state) { (void)state; run_tok_crc("tok_nt_hyp"); }
+static void test_tok_nt_hyp_lc(void **state) { (void)state; run_tok_crc("tok_nt_hyp_lc"); }
+static void test_tok_rv_ref(void **state) { (void)state; run_tok_crc("tok_rv_ref"); }
+static void test_tok_rv_hyp(void **state) { (void)state; run_tok_crc("tok_rv_hyp"); }
+static void test_tok_de(void **state) { (void)state; run_tok_crc("tok_de"); }
+static void test_tok_de_lc(void **state) { (void)state; run_tok_crc("tok_de_lc"); }
+
+/* Every tok13a case of expected.txt has a test above. */
+static void test_every_golden_case_is_run(void **state) {
+    (void)state;
+    static const char *const listed[] = {"tok_nt_ref", "tok_nt_hyp", "tok_nt_hyp_lc", "tok_rv_ref",
+                                         "tok_rv_hyp", "tok_de",     "tok_de_lc"};
+    int n = 0;
+    for (const char *p = g_expected; (p = strstr(p, "\nmetric tok13a\n")); p++) n++;
+    assert_int_equal(n, (int)(sizeof listed / sizeof *listed));
+    for (size_t i = 0; i < sizeof listed / sizeof *listed; i++) free(golden(listed[i], "crc"));
+}
 
 static void append_cp(char **s, size_t *n, size_t *cap, uint32_t cp) {
     if (*n + 4 > *cap) *s = realloc(*s, *cap = 2 * *cap + 64);
@@ -506,11 +518,14 @@ int main(void) {
         cmocka_unit_test(test_utf8_round_trip_and_space),
         cmocka_unit_test(test_utf8_count_and_rstrip),
         cmocka_unit_test(test_lower_special_cases),
-        cmocka_unit_test(test_tok_wmt14_ref),
-        cmocka_unit_test(test_tok_wmt14_hyp),
-        cmocka_unit_test(test_tok_wmt14_hyp_lc),
-        cmocka_unit_test(test_tok_wmt14_fr),
-        cmocka_unit_test(test_tok_m30k_hyp),
+        cmocka_unit_test(test_tok_nt_ref),
+        cmocka_unit_test(test_tok_nt_hyp),
+        cmocka_unit_test(test_tok_nt_hyp_lc),
+        cmocka_unit_test(test_tok_rv_ref),
+        cmocka_unit_test(test_tok_rv_hyp),
+        cmocka_unit_test(test_tok_de),
+        cmocka_unit_test(test_tok_de_lc),
+        cmocka_unit_test(test_every_golden_case_is_run),
         cmocka_unit_test(test_lower_every_code_point),
         cmocka_unit_test(test_lower_final_sigma_contexts),
     };
