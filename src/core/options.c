@@ -841,12 +841,14 @@ Config *options_init(unsigned tool, int argc, char **argv) {
     if (cfg_bool(cfg, "help")) {
         options_print_help(stdout, tool);
         cfg_free(cfg);
+        moe_check_stdout();
         exit(EXIT_OK);
     }
     const char *dump = cfg_str(cfg, "dump-config");
     if (*dump) {
         options_dump_config(stdout, cfg, strcmp(dump, "minimal") == 0);
         cfg_free(cfg);
+        moe_check_stdout();
         exit(EXIT_OK);
     }
     return cfg;

@@ -40,6 +40,8 @@ static void print_words(void *user, const LmBatch *b, const double *logp) {
             printf("%s\t%.6f\n", vocab_word(w->v, y, NULL), logp[t * b->B + j]);
             if (y == VOCAB_EOS) printf("\n");
         }
+    /* a long listing stops at the first lost write, not at the end */
+    if (ferror(stdout)) moe_check_stdout();
 }
 
 static int eval_lm(const Config *cfg) {
@@ -278,6 +280,7 @@ int main(int argc, char **argv) {
     Config *cfg = options_init(TOOL_EVAL, argc, argv);
     if (session_info(cfg, "moe-eval")) {
         cfg_free(cfg); /* LeakSanitizer: --version, --build-info */
+        moe_check_stdout();
         return 0;
     }
     session_logging(cfg);
@@ -296,5 +299,6 @@ int main(int argc, char **argv) {
         FATAL_HINT(EXIT_USAGE, "see moe-eval --help",
                    "nothing to evaluate: give --text (perplexity), --refs (BLEU/chrF of --hyps) or -t SRC REF");
     cfg_free(cfg);
+    moe_check_stdout();
     return rc;
 }

@@ -36,6 +36,7 @@ int main(int argc, char **argv) {
     Config *cfg = options_init(TOOL_TRANSLATE, argc, argv);
     if (session_info(cfg, "moe-translate")) {
         cfg_free(cfg); /* LeakSanitizer: --version, --build-info */
+        moe_check_stdout();
         return 0;
     }
     session_logging(cfg);
