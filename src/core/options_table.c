@@ -105,7 +105,7 @@ const OptDef options_table[] = {
      .help = "vocabulary files, one per corpus (.spm = SentencePiece model); built when missing"},
     {"after", 'a', OPT_STRING, GRP_TRAINING, T, "10e", .metavar = "LIMIT", .check = options_check_after,
      .help = "stop after e epochs, u updates or t target tokens, with K/M/G, e.g. 10e, 27000u, 100Gt, "
-             "10e,27ku (whichever comes first)"},
+             "10e,27ku (whichever comes first); 0 = no limit in that unit, so 0u alone trains until stopped"},
     {"batching", 0, OPT_ENUM, GRP_TRAINING, T, "sentence", .choices = "sentence|stream",
      .help = "batches of whole sentences, or --mini-batch parallel streams cut into --bptt steps"},
     {"mini-batch-words", 0, OPT_INT, GRP_TRAINING, T, "300000",

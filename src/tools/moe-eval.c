@@ -159,6 +159,13 @@ static void score(const Config *cfg, Lines *hyps, const char *hyp_name, Lines *r
         if (refs[r].n != hyps->n)
             FATAL(EXIT_USAGE, "%s has %lld lines but %s has %lld", ref_names[r], (long long)refs[r].n, hyp_name,
                   (long long)hyps->n);
+    /* an empty corpus has no n-gram or character statistics: BLEU would print 0.0
+     * with "nrefs:0" and chrF 0.0 with "nrefs:1"; refuse, as sacrebleu does */
+    if (hyps->n == 0)
+        FATAL_HINT(EXIT_USAGE, "check that the translations were written before scoring them",
+                   "nothing to score: %s and %s have no lines, and BLEU and chrF are not defined on an empty "
+                   "corpus (sacrebleu refuses it too)",
+                   hyp_name, nrefs > 1 ? "the references" : ref_names[0]);
     size_t nm = 0;
     const char *const *metrics = cfg_list(cfg, "metrics", &nm);
     int lower = cfg_bool(cfg, "lowercase"), json = cfg_bool(cfg, "json");

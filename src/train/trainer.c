@@ -299,6 +299,9 @@ int trainer_run(Config *cfg, Task *task) {
     char err[1024];
     After after;
     if (options_parse_after(cfg_str(cfg, "after"), &after, err, sizeof err)) FATAL(EXIT_USAGE, "%s", err);
+    if (!after.epochs && !after.updates && !after.tokens)
+        log_line("train", "no limit: --after %s sets none (0 = no limit in every unit); training runs until "
+                 "SIGTERM/SIGINT (saves, exits 143) or early stopping", cfg_str(cfg, "after"));
     tr->delay = (int)cfg_int(cfg, "optimizer-delay");
     CHECK_ARG(tr->delay >= 1, "--optimizer-delay must be at least 1");
     train_paths(&tr->paths, cfg_str(cfg, "model"));
