@@ -1,16 +1,21 @@
 /* The model-independent training loop (see trainer.h). */
 #include "train/trainer.h"
 
+#include <errno.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/check.h"
 #include "core/fault.h"
 #include "core/log.h"
 #include "dist/grad_sync.h"
+#include "io/lockfile.h"
 #include "io/model_io.h"
 #include "train/plan.h"
 #include "train/session.h"
@@ -19,6 +24,46 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- the model's folder and lock ------------------------------------------------- */
+
+static LockFile g_model_lock = {.fd = -1};
+static void release_model_lock(void) { lockfile_release(&g_model_lock); }
+
+/* Rank 0, before anything is read or written: the model's folder must take new
+ * files (a missing or read-only folder is found now, not at the first save,
+ * after hours of training), and no other run may be training this model (two
+ * would overwrite each other's checkpoints). The lock is FILE.lock
+ * (io/lockfile.h), removed at exit. */
+static void claim_model_path(const TrainPaths *p) {
+    const char *model = p->model;
+    struct stat st;
+    if (stat(model, &st) == 0 && S_ISDIR(st.st_mode))
+        FATAL_HINT(EXIT_USAGE, "give a file name, e.g. --model runs/lm.bin", "--model '%s' is a folder", model);
+    char tmp[4096], dir[4096];
+    snprintf(tmp, sizeof tmp, "%s", model);
+    snprintf(dir, sizeof dir, "%s", dirname(tmp));
+    const char *hint = "create the folder or choose another --model; this is checked before training starts";
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        FATAL_HINT(EXIT_USAGE, hint, "the folder '%s' of --model '%s' %s", dir, model,
+                   errno == ENOENT ? "does not exist" : "is not a folder");
+    if (access(dir, W_OK | X_OK) != 0)
+        FATAL_HINT(EXIT_USAGE, hint, "cannot write in the folder '%s' of --model '%s': %s", dir, model,
+                   strerror(errno));
+    char lock[4200], holder[320];
+    snprintf(lock, sizeof lock, "%s.lock", model);
+    int rc = lockfile_acquire(&g_model_lock, lock, holder, sizeof holder);
+    if (rc == LOCK_BUSY)
+        FATAL_HINT(EXIT_RUNTIME, "wait for it to end, stop it (SIGTERM: it saves and exits 143), or choose another --model",
+                   "--model '%s' is being trained by another moe-train (%s; lock file %s): two runs would overwrite "
+                   "each other's checkpoints", model, holder, lock);
+    if (rc != LOCK_HELD) {
+        int e = errno;
+        FATAL_HINT(e == ENOSPC ? EXIT_RUNTIME : EXIT_USAGE, e == ENOSPC ? "the disk is full; free space and rerun" : hint,
+                   "cannot create '%s' in the folder of --model: %s", lock, strerror(e));
+    }
+    atexit(release_model_lock);
 }
 
 /* ---- checkpoints -------------------------------------------------------------- */
@@ -305,6 +350,7 @@ int trainer_run(Config *cfg, Task *task) {
     tr->delay = (int)cfg_int(cfg, "optimizer-delay");
     CHECK_ARG(tr->delay >= 1, "--optimizer-delay must be at least 1");
     train_paths(&tr->paths, cfg_str(cfg, "model"));
+    if (is_root(tr)) claim_model_path(&tr->paths);
 
     int64_t mstep = 0;
     char msg[2048] = "";

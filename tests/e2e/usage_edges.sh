@@ -39,6 +39,7 @@ for a in 0e,6u 0t,6u 6u,0e; do
 done
 "$BIN/moe-train" "${TINY_LM[@]}" --train-sets train.txt --model m0.bin --after 0u --save-freq 0 --quiet --log m0.log &
 pid=$!
+trap 'kill -9 $pid 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 600); do grep -q '\[train\] step 10 ' m0.log 2>/dev/null && break; sleep 0.1; done
 kill -TERM $pid
 wait $pid
