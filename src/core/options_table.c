@@ -136,6 +136,12 @@ const OptDef options_table[] = {
      .help = "epoch where the step schedule starts decaying"},
     {"clip-norm", 0, OPT_FLOAT, GRP_TRAINING, T, "1.0", .help = "clip the global gradient norm (0 = off)"},
     {"optimizer-delay", 0, OPT_INT, GRP_TRAINING, T, "1", .help = "batches accumulated per update"},
+    {"divergence", 0, OPT_LIST, GRP_TRAINING, T, "1000 10 5", .elem = OPT_FLOAT, .count = 3,
+     .metavar = "SLOW FAST SIGMAS",
+     .help = "stop without saving, exit 1, when the loss averaged over the last FAST updates exceeds its average "
+             "over about SLOW updates by SIGMAS standard deviations of its update-to-update noise (at least "
+             "SIGMAS x 2% of the average), or when the weights' norm more than doubles in one update "
+             "(SIGMAS 0 = off)"},
     {"disp-freq", 0, OPT_INT, GRP_TRAINING, T, "100", .help = "log training statistics every N updates"},
     {"save-freq", 0, OPT_INT, GRP_TRAINING, T, "1000", .help = "save the model and state every N updates"},
     {"keep-best", 0, OPT_BOOL, GRP_TRAINING, T, "false", .implicit = "true",
