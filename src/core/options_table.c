@@ -78,8 +78,9 @@ const OptDef options_table[] = {
     {"moe-expert-ffn-dim", 0, OPT_INT, GRP_MOE, T, "1024", .help = "hidden size of each expert"},
     {"moe-expert-layers", 0, OPT_INT, GRP_MOE, T, "1", .help = "hidden layers per expert"},
     {"moe-groups", 0, OPT_INT, GRP_MOE, T, "0", .help = "primary groups of a hierarchical MoE (0 = flat)"},
-    {"moe-gating", 0, OPT_ENUM, GRP_MOE, T, "noisy-topk", .choices = "noisy-topk|batchwise|softmax",
-     .help = "gating network: noisy top-k, batchwise top-k with learned thresholds, or dense softmax"},
+    {"moe-gating", 0, OPT_ENUM, GRP_MOE, T, "noisy-topk", .choices = "noisy-topk|batchwise|softmax|switch",
+     .help = "gating network: noisy top-k (k >= 2), batchwise top-k with learned thresholds, dense softmax, or "
+             "switch: the top k of the softmax over all experts with their probabilities as gates (k = 1 trains)"},
     {"moe-importance-weight", 0, OPT_FLOAT, GRP_MOE, T, "0.1",
      .help = "weight of the importance loss (CV^2)"},
     {"moe-load-weight", 0, OPT_FLOAT, GRP_MOE, T, "0.1", .help = "weight of the load loss (CV^2)"},

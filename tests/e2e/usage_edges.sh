@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Edge cases of the command line, each with one clear line and its documented exit code:
+#   - --moe-top-k 1 with noisy top-k gating is refused (exit 2) naming --moe-gating switch,
+#     which trains with k = 1;
 #   - BLEU and chrF of two empty files are refused (exit 2), as sacrebleu refuses them;
 #   - a directory given as a recipe: "is a directory" (exit 2), also when a recipe includes it;
 #   - --after: 0 means no limit in that unit, in every unit (documented in --help); 0u alone
@@ -27,10 +29,24 @@ echo "moe-train -c recipes.d"; report 2
 printf 'config: recipes.d\n' >inc.yml
 expect 2 "inc.yml:1: cannot open recipe 'recipes.d': Is a directory" "$BIN/moe-train" -c inc.yml
 
+# --moe-top-k 1: noisy top-k cannot train its gate; the error names switch gating, which trains
+tiny_corpus 2000 1 train.txt
+expect 2 "--moe-top-k 1 with --moe-gating noisy-topk: the gate is the softmax over the one kept logit, always 1, so the task loss never trains the gating network; use --moe-gating switch" \
+    "$BIN/moe-train" "${TINY_LM[@]}" --train-sets train.txt --model k1.bin --moe-top-k 1 --quiet
+one_line "^moe-train: error: --moe-top-k 1 with --moe-gating noisy-topk"
+grep -q "\[data\]" err.txt && fail "a vocabulary was built before the gating was refused"
+echo "moe-train --moe-top-k 1"; report 2
+"$BIN/moe-train" "${TINY_LM[@]}" --train-sets train.txt --model sw.bin --moe-top-k 1 --moe-gating switch --after 30u \
+    --learn-rate 0.01 --lr-warmup 5 --disp-freq 10 --quiet --log sw.log || fail "switch gating with --moe-top-k 1"
+grep -q "moe 4 k=1 switch" sw.log || fail "the model line does not name switch gating: $(grep '\[model\]' sw.log)"
+first=$(awk '/\[train\] step 10 / { print $11 }' sw.log) last=$(awk '/\[train\] step 30 / { print $11 }' sw.log)
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "switch top-1 does not learn: loss $first -> $last"
+"$BIN/moe-eval" -m sw.bin --text train.txt >/dev/null || fail "a switch model does not evaluate"
+echo "  (--moe-gating switch --moe-top-k 1 trains: loss $first at update 10, $last at update 30)"
+
 # --after: 0 = no limit, in every unit
 "$BIN/moe-train" --help | tr -s ' \n' '  ' | grep -q "0 = no limit in that unit" || fail "--help does not say what 0 means for --after"
 grep -q "0 = no limit" "$ROOT/man/moe-train.1" || fail "man/moe-train.1 does not say what 0 means for --after"
-tiny_corpus 2000 1 train.txt
 for a in 0e,6u 0t,6u 6u,0e; do
     "$BIN/moe-train" "${TINY_LM[@]}" --train-sets train.txt --model "m$a.bin" --after $a --quiet --log "m$a.log" ||
         fail "--after $a"
