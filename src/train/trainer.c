@@ -45,9 +45,10 @@ static void claim_model_path(const TrainPaths *p) {
     snprintf(tmp, sizeof tmp, "%s", model);
     snprintf(dir, sizeof dir, "%s", dirname(tmp));
     const char *hint = "create the folder or choose another --model; this is checked before training starts";
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    int found = stat(dir, &st) == 0;
+    if (!found || !S_ISDIR(st.st_mode))
         FATAL_HINT(EXIT_USAGE, hint, "the folder '%s' of --model '%s' %s", dir, model,
-                   errno == ENOENT ? "does not exist" : "is not a folder");
+                   !found && errno == ENOENT ? "does not exist" : "is not a folder");
     if (access(dir, W_OK | X_OK) != 0)
         FATAL_HINT(EXIT_USAGE, hint, "cannot write in the folder '%s' of --model '%s': %s", dir, model,
                    strerror(errno));
