@@ -19,6 +19,8 @@ have_pc cmocka || need+=(libcmocka-dev)
 # OpenMPI: multi-process training and its tests (mpirun -np 2)
 have_pc ompi-c || need+=(libopenmpi-dev)
 command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin)
+# groff renders the man pages for tests/unit/man_test.c
+command -v groff >/dev/null 2>&1 || need+=(groff-base)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 line="apt-get install -y ${need[*]}"

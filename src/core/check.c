@@ -38,10 +38,28 @@ void moe_fatal_at(int code, const char *file, int line, const char *hint, const 
     exit(code);
 }
 
+void moe_check_stdout(void) {
+    errno = 0;
+    int flushed = fflush(stdout) == 0;
+    int e = errno;
+    if (flushed && !ferror(stdout)) return;
+    if (flushed || !e)
+        FATAL(EXIT_RUNTIME, "writing to standard output failed: the output is incomplete");
+    FATAL_HINT(EXIT_RUNTIME, e == ENOSPC ? "the disk is full; free space and rerun" : NULL,
+               "writing to standard output failed: %s", strerror(e));
+}
+
+const char *moe_oom_hint(void) {
+    if (!strncmp(g_prog, "moe-train", 9)) return "reduce --mini-batch-words (or --mini-batch) or the model size";
+    if (!strncmp(g_prog, "moe-eval", 8) || !strncmp(g_prog, "moe-translate", 13))
+        return "reduce --mini-batch (sentences scored together) or use a smaller model";
+    return "use smaller batches or a smaller model";
+}
+
 void *moe_malloc_at(size_t n, const char *what, const char *file, int line) {
     void *p = malloc(n ? n : 1);
     if (!p)
-        moe_fatal_at(EXIT_RUNTIME, file, line, "reduce --mini-batch-words or the model size",
+        moe_fatal_at(EXIT_RUNTIME, file, line, moe_oom_hint(),
                      "out of memory allocating %zu bytes for %s", n, what ? what : "a buffer");
     return p;
 }
@@ -49,7 +67,7 @@ void *moe_malloc_at(size_t n, const char *what, const char *file, int line) {
 void *moe_calloc_at(size_t n, size_t size, const char *what, const char *file, int line) {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p)
-        moe_fatal_at(EXIT_RUNTIME, file, line, "reduce --mini-batch-words or the model size",
+        moe_fatal_at(EXIT_RUNTIME, file, line, moe_oom_hint(),
                      "out of memory allocating %zu x %zu bytes for %s", n, size,
                      what ? what : "a buffer");
     return p;
@@ -58,7 +76,7 @@ void *moe_calloc_at(size_t n, size_t size, const char *what, const char *file, i
 void *moe_realloc_at(void *p, size_t n, const char *what, const char *file, int line) {
     void *q = realloc(p, n ? n : 1);
     if (!q)
-        moe_fatal_at(EXIT_RUNTIME, file, line, "reduce --mini-batch-words or the model size",
+        moe_fatal_at(EXIT_RUNTIME, file, line, moe_oom_hint(),
                      "out of memory growing %s to %zu bytes", what ? what : "a buffer", n);
     return q;
 }

@@ -46,6 +46,15 @@ void moe_fatal_at(int code, const char *file, int line, const char *hint, const 
         if (!(cond)) moe_fatal_at(EXIT_RUNTIME, __FILE__, __LINE__, NULL, __VA_ARGS__); \
     } while (0)
 
+/* Flush stdout; if anything written to it was lost (a full disk, /dev/full, a
+ * closed pipe), exit EXIT_RUNTIME with one line saying so. Every tool calls it
+ * before it exits 0 after printing results. */
+void moe_check_stdout(void);
+
+/* The hint of an out-of-memory error: moe-train names its batch-size options,
+ * moe-eval and moe-translate their --mini-batch (set by moe_set_progname). */
+const char *moe_oom_hint(void);
+
 /* Checked libc wrappers; failures name the file/buffer and carry a hint. */
 void *moe_malloc_at(size_t n, const char *what, const char *file, int line);
 void *moe_calloc_at(size_t n, size_t size, const char *what, const char *file, int line);

@@ -858,12 +858,14 @@ Config *options_init(unsigned tool, int argc, char **argv) {
     if (cfg_bool(cfg, "help")) {
         options_print_help(stdout, tool);
         cfg_free(cfg);
+        moe_check_stdout();
         exit(EXIT_OK);
     }
     const char *dump = cfg_str(cfg, "dump-config");
     if (*dump) {
         options_dump_config(stdout, cfg, strcmp(dump, "minimal") == 0);
         cfg_free(cfg);
+        moe_check_stdout();
         exit(EXIT_OK);
     }
     return cfg;
@@ -910,6 +912,14 @@ static const char *metavar(const OptDef *d) {
     return "";
 }
 
+void options_help_head(const OptDef *d, char *buf, size_t n) {
+    const char *mv = metavar(d);
+    int len = 0;
+    if (d->alias) len = snprintf(buf, n, "-%c, ", d->alias);
+    if (len < 0 || (size_t)len >= n) len = 0;
+    snprintf(buf + len, n - (size_t)len, *mv ? (d->implicit ? "--%s [%s]" : "--%s %s") : "--%s", d->name, mv);
+}
+
 static const char *tool_blurb(unsigned tool) {
     switch (tool) {
     case TOOL_TRAIN: return "Train a sparsely-gated Mixture-of-Experts LSTM language or translation model.";
@@ -953,14 +963,12 @@ void options_print_help(FILE *f, unsigned tool) {
             if (!(d->tools & tool) || (int)d->group != g) continue;
             if (!any) fprintf(f, "\n%s:\n", options_group_name((OptGroup)g));
             any = 1;
-            char left[160];
-            const char *mv = metavar(d);
-            int len = snprintf(left, sizeof left, "  %c%c%c --%s", d->alias ? '-' : ' ',
-                               d->alias ? d->alias : ' ', d->alias ? ',' : ' ', d->name);
-            if (*mv)
-                len += snprintf(left + len, sizeof left - (size_t)len, d->implicit ? " [%s]" : " %s", mv);
-            fprintf(f, "%s", left);
-            if (len < HELP_COL) {
+            char head[160];
+            options_help_head(d, head, sizeof head);
+            /* "  -c, --config FILE..." or "      --log FILE" */
+            int len = fprintf(f, "  %s%s", d->alias ? "" : "    ", head);
+            /* at least two spaces before the help, so the head never runs into it */
+            if (len + 2 <= HELP_COL) {
                 fprintf(f, "%*s", HELP_COL - len, "");
                 len = HELP_COL;
             } else {

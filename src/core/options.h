@@ -143,6 +143,9 @@ Config *options_init(unsigned tool, int argc, char **argv);
 
 /* ---- output --------------------------------------------------------------- */
 
+/* An option's entry head as --help and the man pages write it: "-c, --config FILE...",
+ * "--dump-config [MODE]" (a value that may be left out), "--quiet". */
+void options_help_head(const OptDef *d, char *buf, size_t n);
 /* Grouped help for one tool, one option per entry wrapped at 100 columns. */
 void options_print_help(FILE *f, unsigned tool);
 /* The effective config as a YAML recipe for the same tool: every option (minimal = 0)

@@ -92,8 +92,9 @@ const OptDef options_table[] = {
     {"moe-expert-ffn-dim", 0, OPT_INT, GRP_MOE, T, "1024", .help = "hidden size of each expert"},
     {"moe-expert-layers", 0, OPT_INT, GRP_MOE, T, "1", .help = "hidden layers per expert"},
     {"moe-groups", 0, OPT_INT, GRP_MOE, T, "0", .help = "primary groups of a hierarchical MoE (0 = flat)"},
-    {"moe-gating", 0, OPT_ENUM, GRP_MOE, T, "noisy-topk", .choices = "noisy-topk|batchwise|softmax",
-     .help = "gating network: noisy top-k, batchwise top-k with learned thresholds, or dense softmax"},
+    {"moe-gating", 0, OPT_ENUM, GRP_MOE, T, "noisy-topk", .choices = "noisy-topk|batchwise|softmax|switch",
+     .help = "gating network: noisy top-k (k >= 2), batchwise top-k with learned thresholds, dense softmax, or "
+             "switch: the top k of the softmax over all experts with their probabilities as gates (k = 1 trains)"},
     {"moe-importance-weight", 0, OPT_FLOAT, GRP_MOE, T, "0.1",
      .help = "weight of the importance loss (CV^2)"},
     {"moe-load-weight", 0, OPT_FLOAT, GRP_MOE, T, "0.1", .help = "weight of the load loss (CV^2)"},
@@ -122,7 +123,7 @@ const OptDef options_table[] = {
      .help = "vocabulary files, one per corpus (.spm = SentencePiece model); built when missing"},
     {"after", 'a', OPT_STRING, GRP_TRAINING, T, "10e", .metavar = "LIMIT", .check = options_check_after,
      .help = "stop after e epochs, u updates or t target tokens, with K/M/G, e.g. 10e, 27000u, 100Gt, "
-             "10e,27ku (whichever comes first)"},
+             "10e,27ku (whichever comes first); 0 = no limit in that unit, so 0u alone trains until stopped"},
     {"batching", 0, OPT_ENUM, GRP_TRAINING, T, "sentence", .choices = "sentence|stream",
      .help = "batches of whole sentences, or --mini-batch parallel streams cut into --bptt steps"},
     {"mini-batch-words", 0, OPT_INT, GRP_TRAINING, T, "300000",
@@ -156,6 +157,12 @@ const OptDef options_table[] = {
      .help = "validate and save an exponential moving average of the weights, updated by max(RATE, "
              "9/(10+update)) after every update (0 = off); the state file keeps the trained weights"},
     {"optimizer-delay", 0, OPT_INT, GRP_TRAINING, T, "1", .help = "batches accumulated per update"},
+    {"divergence", 0, OPT_LIST, GRP_TRAINING, T, "1000 10 5", .elem = OPT_FLOAT, .count = 3,
+     .metavar = "SLOW FAST SIGMAS",
+     .help = "stop without saving, exit 1, when the loss averaged over the last FAST updates exceeds its average "
+             "over about SLOW updates by SIGMAS standard deviations of its update-to-update noise (at least "
+             "SIGMAS x 2% of the average), or when the weights' norm more than doubles in one update "
+             "(SIGMAS 0 = off)"},
     {"disp-freq", 0, OPT_INT, GRP_TRAINING, T, "100", .help = "log training statistics every N updates"},
     {"save-freq", 0, OPT_INT, GRP_TRAINING, T, "1000", .help = "save the model and state every N updates"},
     {"keep-best", 0, OPT_BOOL, GRP_TRAINING, T, "false", .implicit = "true",

@@ -16,9 +16,8 @@ typedef struct {
 void *cpu_alloc(Backend *be, size_t bytes, const char *what) {
     void *p = NULL;
     if (posix_memalign(&p, 256, bytes + CPU_HDR) != 0 || !p) {
-        char hint[160];
-        snprintf(hint, sizeof hint, "%.1f MiB already in use; reduce --mini-batch-words or the model size",
-                 be->bytes_live / 1048576.0);
+        char hint[200];
+        snprintf(hint, sizeof hint, "%.1f MiB already in use; %s", be->bytes_live / 1048576.0, moe_oom_hint());
         FATAL_HINT(EXIT_RUNTIME, hint, "out of memory allocating %.1f MiB for %s", bytes / 1048576.0,
                    what ? what : "a buffer");
     }

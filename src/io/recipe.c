@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "core/check.h"
@@ -203,6 +204,19 @@ static int read_doc(yaml_parser_t *p, Doc *d, const char *name, char *err, size_
 static int load_any(Config *cfg, const char *text, size_t len, FILE *f, const char *name, const char *id,
                     Stack *st, char *err, size_t n);
 
+/* fopen for reading that refuses a directory (which fopen opens, and whose first
+ * read fails with a YAML "input error at byte 0"): NULL with errno set. */
+static FILE *open_recipe(const char *path) {
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (f && fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        errno = EISDIR;
+        return NULL;
+    }
+    return f;
+}
+
 /* The included recipes of a "config:" entry. */
 static int load_includes(Config *cfg, const Entry *e, const char *name, Stack *st, char *err, size_t n) {
     for (size_t k = 0; k < e->n; k++) {
@@ -223,7 +237,7 @@ static int load_includes(Config *cfg, const Entry *e, const char *name, Stack *s
                             path);
         if (st->depth >= MAX_DEPTH)
             return fail(err, n, "%s:%d: recipes nested deeper than %d", name, e->lines[k], MAX_DEPTH);
-        FILE *f = fopen(path, "rb");
+        FILE *f = open_recipe(path);
         if (!f)
             return fail(err, n, "%s:%d: cannot open recipe '%s': %s", name, e->lines[k], path,
                         strerror(errno));
@@ -308,7 +322,7 @@ static int load_any(Config *cfg, const char *text, size_t len, FILE *f, const ch
 }
 
 int recipe_load(Config *cfg, const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
+    FILE *f = open_recipe(path);
     if (!f) return fail(err, errlen, "cannot open recipe '%s': %s", path, strerror(errno));
     char real[PATH_MAX];
     Stack st = {.depth = 0};

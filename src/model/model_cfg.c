@@ -9,8 +9,10 @@ MoeConfig moe_config_from_options(const Config *cfg, int64_t dim) {
     m.hidden_layers = (int)cfg_int(cfg, "moe-expert-layers");
     m.groups = (int)cfg_int(cfg, "moe-groups");
     const char *g = cfg_str(cfg, "moe-gating");
-    m.gating = !strcmp(g, "batchwise") ? MOE_GATE_BATCHWISE : !strcmp(g, "softmax") ? MOE_GATE_SOFTMAX
-                                                                                      : MOE_GATE_NOISY_TOPK;
+    m.gating = !strcmp(g, "batchwise") ? MOE_GATE_BATCHWISE
+               : !strcmp(g, "softmax") ? MOE_GATE_SOFTMAX
+               : !strcmp(g, "switch")  ? MOE_GATE_SWITCH
+                                       : MOE_GATE_NOISY_TOPK;
     if (m.experts == 1) m.gating = MOE_GATE_NONE;
     m.w_importance = (real)cfg_float(cfg, "moe-importance-weight");
     m.w_load = (real)cfg_float(cfg, "moe-load-weight");
@@ -18,6 +20,15 @@ MoeConfig moe_config_from_options(const Config *cfg, int64_t dim) {
     m.noise_eps = (real)cfg_float(cfg, "moe-noise-epsilon");
     m.recompute = cfg_bool(cfg, "moe-recompute");
     return m;
+}
+
+const char *moe_options_train_error(const Config *cfg) {
+    int has_moe = !strcmp(cfg_str(cfg, "type"), "s2s")
+                      ? cfg_int(cfg, "enc-moe-after") > 0 || cfg_int(cfg, "dec-moe-after") > 0
+                      : strstr(cfg_str(cfg, "layers"), "moe") != NULL;
+    if (!has_moe) return NULL;
+    MoeConfig m = moe_config_from_options(cfg, cfg_int(cfg, "dim-emb"));
+    return moe_config_train_error(&m);
 }
 
 /* --dropout, and the per-site options that override it when given. */
@@ -63,15 +74,14 @@ void lm_config_describe(const LmConfig *c, char *buf, size_t n) {
     }
     int has_moe = 0;
     for (int l = 0; l < c->n_layers; l++) has_moe |= c->kind[l] == LM_LAYER_MOE;
-    static const char *gates[] = {"noisy-topk", "batchwise", "softmax", "none"};
     char moe[160] = "";
     if (has_moe) {
         const MoeConfig *m = &c->moe;
         if (m->groups)
             snprintf(moe, sizeof moe, " | moe %dx%d k=%d+%d %s h=%lld", m->groups, m->experts / m->groups, m->k, m->k,
-                     gates[m->gating], (long long)m->hidden);
+                     moe_gating_name(m->gating), (long long)m->hidden);
         else
-            snprintf(moe, sizeof moe, " | moe %d k=%d %s h=%lld%s", m->experts, m->k, gates[m->gating],
+            snprintf(moe, sizeof moe, " | moe %d k=%d %s h=%lld%s", m->experts, m->k, moe_gating_name(m->gating),
                      (long long)m->hidden, m->hidden_layers > 1 ? " deep" : "");
     }
     char lstm[48];
@@ -109,17 +119,16 @@ const char *s2s_config_from_options(const Config *cfg, int64_t vocab, S2sConfig 
 }
 
 void s2s_config_describe(const S2sConfig *c, char *buf, size_t n) {
-    static const char *gates[] = {"noisy-topk", "batchwise", "softmax", "none"};
     char moe[160] = "none", lstm[48];
     const MoeConfig *m = &c->moe;
     if (c->enc_moe_after || c->dec_moe_after) {
         if (m->groups)
             snprintf(moe, sizeof moe, "%dx%d k=%d+%d %s h=%lld (encoder after layer %d, decoder after layer %d)",
-                     m->groups, m->experts / m->groups, m->k, m->k, gates[m->gating], (long long)m->hidden,
+                     m->groups, m->experts / m->groups, m->k, m->k, moe_gating_name(m->gating), (long long)m->hidden,
                      c->enc_moe_after, c->dec_moe_after);
         else
             snprintf(moe, sizeof moe, "%d k=%d %s h=%lld (encoder after layer %d, decoder after layer %d)", m->experts,
-                     m->k, gates[m->gating], (long long)m->hidden, c->enc_moe_after, c->dec_moe_after);
+                     m->k, moe_gating_name(m->gating), (long long)m->hidden, c->enc_moe_after, c->dec_moe_after);
     }
     if (c->proj)
         snprintf(lstm, sizeof lstm, "%lld/%lld", (long long)c->rnn, (long long)c->proj);

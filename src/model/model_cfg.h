@@ -10,6 +10,10 @@
 
 /* The MoE settings (--moe-*) for layers of width dim. */
 MoeConfig moe_config_from_options(const Config *cfg, int64_t dim);
+/* For moe-train, before anything is built: NULL, or why the MoE of these
+ * options (if the model has one: --layers with moe, or --enc/dec-moe-after)
+ * could not train its gate (nn/moe.h moe_config_train_error). */
+const char *moe_options_train_error(const Config *cfg);
 /* The LM settings for a vocabulary of `vocab` entries; NULL or a one-line
  * reason the options do not describe a model. */
 const char *lm_config_from_options(const Config *cfg, int64_t vocab, LmConfig *out);

@@ -57,6 +57,25 @@ const char *moe_config_error(const MoeConfig *c) {
     return NULL;
 }
 
+const char *moe_config_train_error(const MoeConfig *c) {
+    if (c->experts > 1 && c->gating == MOE_GATE_NOISY_TOPK && c->k == 1)
+        return "--moe-top-k 1 with --moe-gating noisy-topk: the gate is the softmax over the one kept logit, always 1, "
+               "so the task loss never trains the gating network; use --moe-gating switch (the softmax over all "
+               "experts, the top one's probability as its gate), or --moe-top-k 2";
+    return NULL;
+}
+
+const char *moe_gating_name(MoeGating g) {
+    switch (g) {
+    case MOE_GATE_NOISY_TOPK: return "noisy-topk";
+    case MOE_GATE_BATCHWISE: return "batchwise";
+    case MOE_GATE_SOFTMAX: return "softmax";
+    case MOE_GATE_SWITCH: return "switch";
+    case MOE_GATE_NONE: return "none";
+    }
+    return "?";
+}
+
 int64_t moe_param_count(const MoeConfig *c) {
     int64_t d = c->dim, h = c->hidden, E = c->experts;
     int64_t expert = d * h + (int64_t)(c->hidden_layers - 1) * h * h + h * d;
@@ -94,8 +113,11 @@ void moe_init(Moe *m, ParamStore *ps, const char *name, const MoeConfig *cfg) {
     m->n1 = cfg->groups ? cfg->groups : cfg->experts;
     m->b = cfg->groups ? cfg->experts / cfg->groups : cfg->experts;
     if (cfg->gating != MOE_GATE_NONE) {
+        /* Switch's router starts small and random: zero logits would tie every expert */
+        InitKind gi = cfg->gating == MOE_GATE_SWITCH ? INIT_NORMAL : INIT_ZERO;
+        real ga = cfg->gating == MOE_GATE_SWITCH ? (real)sqrt(0.1 / (double)d) : 0;
         snprintf(buf, sizeof buf, "%s.gate.wg", name);
-        m->wg = params_add(ps, buf, PARAM_GATE, 1, d, m->n1, INIT_ZERO, 0);
+        m->wg = params_add(ps, buf, PARAM_GATE, 1, d, m->n1, gi, ga);
         if (cfg->gating == MOE_GATE_NOISY_TOPK) {
             snprintf(buf, sizeof buf, "%s.gate.wn", name);
             m->wn = params_add(ps, buf, PARAM_GATE, 1, d, m->n1, INIT_ZERO, 0);
@@ -106,7 +128,7 @@ void moe_init(Moe *m, ParamStore *ps, const char *name, const MoeConfig *cfg) {
         }
         if (HIER(m)) {
             snprintf(buf, sizeof buf, "%s.gate2.wg", name);
-            m->wg2 = params_add(ps, buf, PARAM_GATE, cfg->groups, d, m->b, INIT_ZERO, 0);
+            m->wg2 = params_add(ps, buf, PARAM_GATE, cfg->groups, d, m->b, gi, ga);
             if (cfg->gating == MOE_GATE_NOISY_TOPK) {
                 snprintf(buf, sizeof buf, "%s.gate2.wn", name);
                 m->wn2 = params_add(ps, buf, PARAM_GATE, cfg->groups, d, m->b, INIT_ZERO, 0);
@@ -178,6 +200,24 @@ static int64_t download_count(Ctx *c, Tensor tok_offs, int64_t N) {
     return v;
 }
 
+/* Switch gating's mask [N x n]: 1 at each row's top k logits (ties to the lower
+ * index), from the noiseless top-k of gate_topk_fwd scattered by route_dense_bwd.
+ * Its temporaries go back to the arena. */
+static void switch_mask(Ctx *c, Tensor logits, int k, Tensor mask) {
+    Backend *be = c->be;
+    int64_t N = logits.r, n = logits.c;
+    size_t mk = arena_mark(c->arena);
+    int K1 = k < n ? k + 1 : k;
+    Tensor H = nn_tensor(c, DT_F32, N, n), idx = nn_tensor(c, DT_I32, N, K1), g = nn_tensor(c, DT_F32, N, k);
+    OP(be, gate_topk_fwd, logits, tnone(), k, 0, 0, c->seed, 0, tnone(), 0, H, idx, g, tnone());
+    Tensor offs = nn_tensor(c, DT_I32, 1, N + 1), exp = nn_tensor(c, DT_I32, N, k), ones = nn_tensor(c, DT_F32, 1, N * k);
+    OP(be, iota, offs, 0, k);
+    OP(be, copy, exp, tcols(idx, 0, k));
+    OP(be, fill, ones, 1.0);
+    OP(be, route_dense_bwd, ones, offs, tflat(exp), mask);
+    arena_release(c->arena, mk);
+}
+
 static void level_forward(Ctx *c, const Moe *m, const LevelSpec *ls, Tensor xin, MoeLevel *L) {
     Backend *be = c->be;
     int64_t N = xin.r;
@@ -210,7 +250,8 @@ static void level_forward(Ctx *c, const Moe *m, const LevelSpec *ls, Tensor xin,
         return;
     }
     case MOE_GATE_BATCHWISE:
-    case MOE_GATE_SOFTMAX: {
+    case MOE_GATE_SOFTMAX:
+    case MOE_GATE_SWITCH: {
         Tensor logits = nn_tensor(c, DT_F32, N, n);
         level_logits(c, ls, ls->wg, xin, logits);
         L->probs = nn_tensor(c, DT_F32, N, n);
@@ -220,6 +261,11 @@ static void level_forward(Ctx *c, const Moe *m, const LevelSpec *ls, Tensor xin,
             OP(be, fill, L->mask, 1.0);
             L->gates = L->probs;
             L->M = N * n;
+        } else if (m->cfg.gating == MOE_GATE_SWITCH) {
+            switch_mask(c, logits, k, L->mask);
+            L->gates = nn_tensor(c, DT_F32, N, n);
+            OP(be, mul, L->probs, L->mask, L->gates); /* the kept probabilities, not renormalised */
+            L->M = N * k;
         } else {
             /* thresholds: the first level's [1 x n]; the secondary's per group, gathered per row */
             Tensor T = param_val(c->ps, ls->thr);
@@ -278,7 +324,9 @@ static void level_backward(Ctx *c, const Moe *m, const LevelSpec *ls, Tensor xin
         return;
     }
     case MOE_GATE_BATCHWISE:
-    case MOE_GATE_SOFTMAX: {
+    case MOE_GATE_SOFTMAX:
+    case MOE_GATE_SWITCH: {
+        /* switch: gates = probs .* mask, and dg is 0 off the mask: dprobs = dg */
         Tensor dg = nn_tensor(c, DT_F32, N, n);
         OP(be, route_dense_bwd, dslot_gate, L->tok_offs, L->slot_exp, dg);
         Tensor dprobs = dg;

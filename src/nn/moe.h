@@ -5,7 +5,12 @@
  * Gating: noisy top-k (Eq. 3-5) with the importance loss (Eq. 6-7) and the
  * smooth load loss (Eq. 8-11, Appendix A); strictly balanced batchwise
  * gating with learned thresholds for inference (Appendix F); a dense softmax
- * gate (all experts on, MoE-4); no gate for a single expert (MoE-1-Wide/Deep).
+ * gate (all experts on, MoE-4); Switch-style gating (Fedus et al. 2021: the
+ * softmax over all experts, the top k of it kept, their probabilities as the
+ * gates, not renormalised, so that the task loss trains W_g even for k = 1;
+ * W_g starts small and random, N(0, 0.1/d), as Switch's router, since zero
+ * logits would send every token to the first experts; balanced by the
+ * importance loss); no gate for a single expert (MoE-1-Wide/Deep).
  * Hierarchical MoE (Appendix B): a primary gate over `groups` groups, each
  * group with its own secondary gate over experts/groups experts; Importance_H
  * and Load_H of Eq. 13-14. The MoE runs once per step over every token
@@ -20,7 +25,13 @@
 #define MOE_MAX_HIDDEN 8
 #define MOE_MAX_WORLD 1024 /* processes an MoE layer's experts may be spread over */
 
-typedef enum { MOE_GATE_NOISY_TOPK = 0, MOE_GATE_BATCHWISE = 1, MOE_GATE_SOFTMAX = 2, MOE_GATE_NONE = 3 } MoeGating;
+typedef enum {
+    MOE_GATE_NOISY_TOPK = 0,
+    MOE_GATE_BATCHWISE = 1,
+    MOE_GATE_SOFTMAX = 2,
+    MOE_GATE_NONE = 3,
+    MOE_GATE_SWITCH = 4
+} MoeGating;
 
 typedef struct MoeConfig {
     int64_t dim;        /* input and output width */
@@ -37,6 +48,13 @@ typedef struct MoeConfig {
 
 /* Check a configuration; returns NULL or a one-line reason. */
 const char *moe_config_error(const MoeConfig *cfg);
+/* A configuration that builds but whose gate the task cannot train: noisy
+ * top-1 (the softmax over the one kept logit is always 1, so the task loss
+ * never reaches W_g). moe-train refuses it; a model of that kind still loads
+ * and evaluates. NULL or a one-line reason naming --moe-gating switch. */
+const char *moe_config_train_error(const MoeConfig *cfg);
+/* The --moe-gating name of a gating ("noisy-topk", ..., "switch"; "none"). */
+const char *moe_gating_name(MoeGating g);
 MoeConfig moe_config_default(int64_t dim, int experts, int k);
 
 typedef struct Moe {
@@ -69,7 +87,7 @@ enum { MOE_LOSS_IMPORTANCE = 0, MOE_LOSS_LOAD = 1, MOE_LOSS_THRESHOLD = 2, MOE_L
 typedef struct MoeLevel {
     int64_t N, M;                  /* rows gated, slots produced */
     Tensor clean, raw, H, idx, gates, P;   /* noisy top-k */
-    Tensor probs, mask, thr_rows, dT;      /* batchwise / softmax; thr_rows: per-row thresholds */
+    Tensor probs, mask, thr_rows, dT;      /* batchwise / softmax / switch; thr_rows: per-row thresholds */
     Tensor thr_loss;                       /* batchwise training: Eq. 20 (1 element) */
     Tensor tok_offs, slot_exp, slot_gate;  /* token-major slots of this level */
     Tensor dload;                  /* gradient wrt P (noisy): 1 x n or rows x n */

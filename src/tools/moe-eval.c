@@ -40,6 +40,8 @@ static void print_words(void *user, const LmBatch *b, const double *logp) {
             printf("%s\t%.6f\n", vocab_word(w->v, y, NULL), logp[t * b->B + j]);
             if (y == VOCAB_EOS) printf("\n");
         }
+    /* a long listing stops at the first lost write, not at the end */
+    if (ferror(stdout)) moe_check_stdout();
 }
 
 static int eval_lm(const Config *cfg) {
@@ -157,6 +159,13 @@ static void score(const Config *cfg, Lines *hyps, const char *hyp_name, Lines *r
         if (refs[r].n != hyps->n)
             FATAL(EXIT_USAGE, "%s has %lld lines but %s has %lld", ref_names[r], (long long)refs[r].n, hyp_name,
                   (long long)hyps->n);
+    /* an empty corpus has no n-gram or character statistics: BLEU would print 0.0
+     * with "nrefs:0" and chrF 0.0 with "nrefs:1"; refuse, as sacrebleu does */
+    if (hyps->n == 0)
+        FATAL_HINT(EXIT_USAGE, "check that the translations were written before scoring them",
+                   "nothing to score: %s and %s have no lines, and BLEU and chrF are not defined on an empty "
+                   "corpus (sacrebleu refuses it too)",
+                   hyp_name, nrefs > 1 ? "the references" : ref_names[0]);
     size_t nm = 0;
     const char *const *metrics = cfg_list(cfg, "metrics", &nm);
     int lower = cfg_bool(cfg, "lowercase"), json = cfg_bool(cfg, "json");
@@ -291,6 +300,7 @@ int main(int argc, char **argv) {
     Config *cfg = options_init(TOOL_EVAL, argc, argv);
     if (session_info(cfg, "moe-eval")) {
         cfg_free(cfg); /* LeakSanitizer: --version, --build-info */
+        moe_check_stdout();
         return 0;
     }
     session_logging(cfg);
@@ -309,5 +319,6 @@ int main(int argc, char **argv) {
         FATAL_HINT(EXIT_USAGE, "see moe-eval --help",
                    "nothing to evaluate: give --text (perplexity), --refs (BLEU/chrF of --hyps) or -t SRC REF");
     cfg_free(cfg);
+    moe_check_stdout();
     return rc;
 }

@@ -18,6 +18,7 @@ static int plan(const Config *cfg) {
     char err[1024];
     if (plan_compute(cfg, (int)cfg_int(cfg, "world-size"), gpu, 0, &r, err, sizeof err)) FATAL(EXIT_USAGE, "%s", err);
     plan_print(&r, stdout);
+    moe_check_stdout();
     return 0;
 }
 
@@ -25,6 +26,7 @@ int main(int argc, char **argv) {
     Config *cfg = options_init(TOOL_TRAIN, argc, argv);
     if (session_info(cfg, "moe-train")) {
         cfg_free(cfg); /* LeakSanitizer: --version, --build-info */
+        moe_check_stdout();
         return 0;
     }
     if (cfg_bool(cfg, "plan")) {

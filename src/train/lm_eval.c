@@ -10,11 +10,45 @@
 #include "dist/comm.h"
 
 int lm_evaluate(Ctx *c, const Lm *m, LmIter *it, LmEvalResult *res, lm_eval_cb cb, void *user, char *err, size_t n) {
+    return lm_evaluate_chunked(c, m, it, res, cb, user, LM_EVAL_MAX_TOKENS, err, n);
+}
+
+/* Score batch b in pieces of at most tc time steps into logp (t*B + j). Every
+ * process makes the same number of pieces (tc and T are those of the whole
+ * batch), so the MoE layers' exchanges stay in step. */
+static void score_pieces(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, int tc, int32_t **lens, double *logp) {
+    if (tc >= b->T) {
+        lm_score(c, m, b, carry, logp);
+        return;
+    }
+    *lens = xrealloc(*lens, (size_t)(b->B ? b->B : 1) * sizeof **lens, "piece lengths");
+    for (int t0 = 0; t0 < b->T; t0 += tc) {
+        LmBatch p = *b;
+        p.T = b->T - t0 < tc ? b->T - t0 : tc;
+        p.inp = b->inp + (size_t)t0 * b->B;
+        p.tgt = b->tgt + (size_t)t0 * b->B;
+        p.len = *lens;
+        p.ntok = 0;
+        for (int j = 0; j < b->B; j++) {
+            int l = b->len[j] - t0;
+            p.len[j] = l < 0 ? 0 : l > p.T ? p.T : l;
+        }
+        for (size_t i = 0; i < (size_t)p.T * p.B; i++) p.ntok += p.tgt[i] >= 0;
+        p.ntok_total = p.ntok;
+        p.carry = t0 > 0 ? 1 : b->carry; /* the state goes on from the previous piece */
+        arena_reset(c->arena);
+        lm_score(c, m, &p, carry, logp + (size_t)t0 * b->B);
+    }
+}
+
+int lm_evaluate_chunked(Ctx *c, const Lm *m, LmIter *it, LmEvalResult *res, lm_eval_cb cb, void *user,
+                        int64_t max_tokens, char *err, size_t n) {
     CHECK_ARG(!c->train, "lm_evaluate: the context must be in evaluation mode");
     memset(res, 0, sizeof *res);
     LmCarry carry = {0};
     LmBatchBuf slice = {0};
     double *logp = NULL;
+    int32_t *lens = NULL;
     size_t cap = 0;
     int rc = 0, world = comm_world(c->comm);
     for (;;) {
@@ -37,7 +71,9 @@ int lm_evaluate(Ctx *c, const Lm *m, LmIter *it, LmEvalResult *res, lm_eval_cb c
             logp = xrealloc(logp, cap * sizeof *logp, "scores");
         }
         arena_reset(c->arena);
-        lm_score(c, m, &b, &carry, logp);
+        int64_t BT = g.B > 0 ? g.B : 1;
+        int64_t tc = max_tokens > 0 ? max_tokens / BT : g.T;
+        score_pieces(c, m, &b, &carry, (int)(tc < 1 ? 1 : tc > g.T ? g.T : tc), &lens, logp);
         for (size_t i = 0; i < N; i++) {
             if (b.tgt[i] < 0) continue;
             res->logp += logp[i];
@@ -51,6 +87,7 @@ int lm_evaluate(Ctx *c, const Lm *m, LmIter *it, LmEvalResult *res, lm_eval_cb c
         if (cb) cb(user, &b, logp);
     }
     free(logp);
+    free(lens);
     lm_batchbuf_free(&slice);
     lm_carry_free(c->be, &carry);
     arena_reset(c->arena);

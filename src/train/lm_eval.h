@@ -29,6 +29,17 @@ typedef void (*lm_eval_cb)(void *user, const LmBatch *b, const double *logp);
 int lm_evaluate(Ctx *c, const Lm *m, LmIter *it, LmEvalResult *res, lm_eval_cb cb, void *user, char *err,
                 size_t n);
 
+/* Memory stays bounded whatever the line length: a batch of more than
+ * max_tokens positions (T x B of the whole batch, all processes) goes through
+ * the model in pieces of consecutive time steps, each carrying the LSTM state
+ * to the next (the MoE layers and the softmax work per position), so a
+ * 179k-word line costs what a few hundred short ones do, and the scores equal
+ * the unchunked ones to float rounding. lm_evaluate uses LM_EVAL_MAX_TOKENS;
+ * max_tokens 0 = whole batches. */
+#define LM_EVAL_MAX_TOKENS 8192
+int lm_evaluate_chunked(Ctx *c, const Lm *m, LmIter *it, LmEvalResult *res, lm_eval_cb cb, void *user,
+                        int64_t max_tokens, char *err, size_t n);
+
 double lm_eval_ppl(const LmEvalResult *r);
 double lm_eval_ppl_no_unk(const LmEvalResult *r);
 

@@ -16,7 +16,7 @@ void session_logging(const Config *cfg) {
     if (path && *path) {
         FILE *f = fopen(path, "a");
         if (!f) FATAL(EXIT_USAGE, "--log: cannot open '%s' for appending", path);
-        log_set_file(f);
+        log_set_file(f, path);
     }
 }
 

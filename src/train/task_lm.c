@@ -88,6 +88,9 @@ static void setup_model(Task *t, Trainer *tr, ckpt_reader *stored) {
     LmTask *k = (LmTask *)t;
     const Config *cfg = tr->cfg;
     char err[1024];
+    /* before a vocabulary is built: a gate the task cannot train is refused at once */
+    const char *ge = moe_options_train_error(cfg);
+    if (ge) FATAL(EXIT_USAGE, "%s", ge);
     k->be = tr->be;
     if (stored) {
         const void *vb;

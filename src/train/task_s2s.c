@@ -95,6 +95,9 @@ static void setup_model(Task *t, Trainer *tr, ckpt_reader *stored) {
     S2sTask *k = (S2sTask *)t;
     const Config *cfg = tr->cfg;
     char err[1024];
+    /* before a vocabulary is built: a gate the task cannot train is refused at once */
+    const char *ge = moe_options_train_error(cfg);
+    if (ge) FATAL(EXIT_USAGE, "%s", ge);
     if (stored) {
         const void *b;
         size_t n;

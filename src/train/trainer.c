@@ -1,16 +1,21 @@
 /* The model-independent training loop (see trainer.h). */
 #include "train/trainer.h"
 
+#include <errno.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/check.h"
 #include "core/fault.h"
 #include "core/log.h"
 #include "dist/grad_sync.h"
+#include "io/lockfile.h"
 #include "io/model_io.h"
 #include "train/plan.h"
 #include "train/session.h"
@@ -19,6 +24,47 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- the model's folder and lock ------------------------------------------------- */
+
+static LockFile g_model_lock = {.fd = -1};
+static void release_model_lock(void) { lockfile_release(&g_model_lock); }
+
+/* Rank 0, before anything is read or written: the model's folder must take new
+ * files (a missing or read-only folder is found now, not at the first save,
+ * after hours of training), and no other run may be training this model (two
+ * would overwrite each other's checkpoints). The lock is FILE.lock
+ * (io/lockfile.h), removed at exit. */
+static void claim_model_path(const TrainPaths *p) {
+    const char *model = p->model;
+    struct stat st;
+    if (stat(model, &st) == 0 && S_ISDIR(st.st_mode))
+        FATAL_HINT(EXIT_USAGE, "give a file name, e.g. --model runs/lm.bin", "--model '%s' is a folder", model);
+    char tmp[4096], dir[4096];
+    snprintf(tmp, sizeof tmp, "%s", model);
+    snprintf(dir, sizeof dir, "%s", dirname(tmp));
+    const char *hint = "create the folder or choose another --model; this is checked before training starts";
+    int found = stat(dir, &st) == 0;
+    if (!found || !S_ISDIR(st.st_mode))
+        FATAL_HINT(EXIT_USAGE, hint, "the folder '%s' of --model '%s' %s", dir, model,
+                   !found && errno == ENOENT ? "does not exist" : "is not a folder");
+    if (access(dir, W_OK | X_OK) != 0)
+        FATAL_HINT(EXIT_USAGE, hint, "cannot write in the folder '%s' of --model '%s': %s", dir, model,
+                   strerror(errno));
+    char lock[4200], holder[320];
+    snprintf(lock, sizeof lock, "%s.lock", model);
+    int rc = lockfile_acquire(&g_model_lock, lock, holder, sizeof holder);
+    if (rc == LOCK_BUSY)
+        FATAL_HINT(EXIT_RUNTIME, "wait for it to end, stop it (SIGTERM: it saves and exits 143), or choose another --model",
+                   "--model '%s' is being trained by another moe-train (%s; lock file %s): two runs would overwrite "
+                   "each other's checkpoints", model, holder, lock);
+    if (rc != LOCK_HELD) {
+        int e = errno;
+        FATAL_HINT(e == ENOSPC ? EXIT_RUNTIME : EXIT_USAGE, e == ENOSPC ? "the disk is full; free space and rerun" : hint,
+                   "cannot create '%s' in the folder of --model: %s", lock, strerror(e));
+    }
+    atexit(release_model_lock);
 }
 
 /* ---- checkpoints -------------------------------------------------------------- */
@@ -81,6 +127,13 @@ static void write_state(Trainer *tr, const char *path) {
         ckpt_put_i64(w, "best-step", p->best_step);
         ckpt_put_i64(w, "stalled", p->stalled);
         ckpt_put_i64(w, "validations", p->validations);
+        /* the divergence statistics: a resumed run is judged against its history */
+        const DivWatch *dw = &tr->watch;
+        ckpt_put_i64(w, "loss-count", dw->n);
+        ckpt_put_f64(w, "loss-mean", dw->mean);
+        ckpt_put_f64(w, "loss-fast", dw->fmean);
+        ckpt_put_f64(w, "loss-noise2", dw->noise2);
+        ckpt_put_f64(w, "loss-last", dw->last);
         int64_t oc[OPTIM_COUNTERS];
         optim_save_counters(&tr->opt, oc);
         ckpt_put_blob(w, "optimizer", oc, sizeof oc);
@@ -101,15 +154,33 @@ static void write_state(Trainer *tr, const char *path) {
     if (ckpt_writer_commit(w, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
 }
 
-static void save(Trainer *tr, const char *why) {
-    double t0 = now_s();
-    /* an update can make the weights non-finite before any loss shows it:
-     * never let such weights replace the last good checkpoint */
+/* The sum of squares of every weight, over all processes (each holds its experts). */
+static double weights_sumsq(Trainer *tr) {
     arena_reset(&tr->arena);
     Tensor ss = nn_tensor(&tr->ctx, DT_F32, 1, 1);
     OP(tr->be, sumsq, tr->ps.val, tnone(), ss, 0);
     double sumsq = be_read_scalar(tr->be, ss, 0);
     if (comm_world(tr->comm) > 1) tr->comm->ops->allreduce_f64(tr->comm, &sumsq, 1);
+    return sumsq;
+}
+
+/* What to change after a divergence, in the hint line. */
+static const char *divergence_hint(const Trainer *tr) {
+    static char hint[400];
+    snprintf(hint, sizeof hint,
+             "the last checkpoint%s is intact: lower --learn-rate (now %g) or --clip-norm (now %g) and rerun; "
+             "--divergence SLOW FAST SIGMAS sets the rule (now %g %g %g; SIGMAS 0 = off)",
+             train_file_exists(tr->paths.model) ? "" : " (none yet)", cfg_float(tr->cfg, "learn-rate"),
+             cfg_float(tr->cfg, "clip-norm"), tr->watch.slow, tr->watch.fast, tr->watch.sigmas);
+    return hint;
+}
+
+static void save(Trainer *tr, const char *why) {
+    double t0 = now_s();
+    /* an update can make the weights non-finite before any loss shows it:
+     * never let such weights replace the last good checkpoint (their growth
+     * was checked after the update, train/divergence.h) */
+    double sumsq = weights_sumsq(tr);
     if (!isfinite(sumsq))
         FATAL_HINT(EXIT_RUNTIME, "lower --learn-rate or --clip-norm; the last checkpoint is intact",
                    "the weights are not finite after update %lld; stopping without saving", (long long)tr->pr.step);
@@ -156,6 +227,11 @@ static void resume(Trainer *tr, int mode) {
     ckpt_get_i64(s, "best-step", &tr->pr.best_step);
     ckpt_get_i64(s, "stalled", &tr->pr.stalled);
     ckpt_get_i64(s, "validations", &tr->pr.validations);
+    DivWatch dw = tr->watch; /* state files older than the statistics: afresh */
+    if (!ckpt_get_i64(s, "loss-count", &dw.n) && !ckpt_get_f64(s, "loss-mean", &dw.mean) &&
+        !ckpt_get_f64(s, "loss-fast", &dw.fmean) && !ckpt_get_f64(s, "loss-noise2", &dw.noise2) &&
+        !ckpt_get_f64(s, "loss-last", &dw.last) && dw.n >= 0)
+        tr->watch = dw;
     tr->task->ops->read_state(tr->task, tr, s, !cfg_bool(tr->cfg, "no-restore-corpus"));
     ckpt_close(s);
 }
@@ -324,9 +400,17 @@ int trainer_run(Config *cfg, Task *task) {
     char err[1024];
     After after;
     if (options_parse_after(cfg_str(cfg, "after"), &after, err, sizeof err)) FATAL(EXIT_USAGE, "%s", err);
+    if (!after.epochs && !after.updates && !after.tokens)
+        log_line("train", "no limit: --after %s sets none (0 = no limit in every unit); training runs until "
+                 "SIGTERM/SIGINT (saves, exits 143) or early stopping", cfg_str(cfg, "after"));
+    size_t ndv = 0;
+    const double *dv = cfg_list_float(cfg, "divergence", &ndv);
+    if (divwatch_init(&tr->watch, ndv == 3 ? dv[0] : 1, ndv == 3 ? dv[1] : 1, ndv == 3 ? dv[2] : 0, err, sizeof err))
+        FATAL(EXIT_USAGE, "%s", err);
     tr->delay = (int)cfg_int(cfg, "optimizer-delay");
     CHECK_ARG(tr->delay >= 1, "--optimizer-delay must be at least 1");
     train_paths(&tr->paths, cfg_str(cfg, "model"));
+    if (is_root(tr)) claim_model_path(&tr->paths);
 
     int64_t mstep = 0;
     char msg[2048] = "";
@@ -382,6 +466,8 @@ int trainer_run(Config *cfg, Task *task) {
         params_randomize(&tr->ps, (uint64_t)cfg_int(cfg, "seed"));
         ema_reset(&tr->ema, &tr->ps);
     }
+    char dmsg[512];
+    if (tr->watch.sigmas > 0) divwatch_weights(&tr->watch, sqrt(weights_sumsq(tr)), dmsg, sizeof dmsg);
 
     int64_t disp = cfg_int(cfg, "disp-freq"), vfreq = cfg_int(cfg, "valid-freq"), sfreq = cfg_int(cfg, "save-freq");
     double win_loss = 0, t_win = now_s(), t_start = now_s();
@@ -428,6 +514,10 @@ int trainer_run(Config *cfg, Task *task) {
             step_tok += nk;
         }
         if (!step_tok) break; /* the epoch limit ended the update before any batch */
+        /* an exploding loss stops training here, before this update and before any save */
+        if (divwatch_loss(&tr->watch, step_ce / (double)step_tok, dmsg, sizeof dmsg))
+            FATAL_HINT(EXIT_RUNTIME, divergence_hint(tr), "%s at update %lld; stopping without saving", dmsg,
+                       (long long)tr->pr.step + 1);
         double lr = schedule_lr(&tr->sched, tr->pr.step + 1, tr->pr.epoch + 1);
         dist_sync_grads(tr->comm, &tr->ps);
         OptStepInfo info;
@@ -438,6 +528,16 @@ int trainer_run(Config *cfg, Task *task) {
         tr->pr.step++;
         ema_update(&tr->ema, &tr->ps, tr->pr.step);
         tr->pr.tokens += step_tok;
+        /* weights that blew up in this update are caught before anything saves them */
+        if (tr->watch.sigmas > 0) {
+            double wn = sqrt(weights_sumsq(tr));
+            if (!isfinite(wn))
+                FATAL_HINT(EXIT_RUNTIME, divergence_hint(tr),
+                           "the weights are not finite after update %lld; stopping without saving", (long long)tr->pr.step);
+            if (divwatch_weights(&tr->watch, wn, dmsg, sizeof dmsg))
+                FATAL_HINT(EXIT_RUNTIME, divergence_hint(tr), "%s (update %lld); stopping without saving", dmsg,
+                           (long long)tr->pr.step);
+        }
         if (!mem_logged) {
             /* the first update sized the arena for a step's activations */
             arena_reset(&tr->arena);

@@ -27,6 +27,7 @@
 #include "io/ckpt.h"
 #include "nn/moe.h"
 #include "train/checkpoint.h"
+#include "train/divergence.h"
 #include "train/ema.h"
 #include "train/optim.h"
 #include "train/schedule.h"
@@ -81,6 +82,7 @@ struct Trainer {
     Arena arena;
     Ctx ctx;
     Progress pr;
+    DivWatch watch;  /* --divergence (train/divergence.h) */
     int delay;
     Task *task;
     int64_t vocab;   /* vocabulary size, set by the task's setup_model */

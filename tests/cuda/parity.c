@@ -1728,6 +1728,9 @@ int main(int argc, char **argv) {
         test_model("flat batchwise gating", "lstm,moe,lstm", 0, 0, MOE_GATE_BATCHWISE, 0);
         test_model("hierarchical batchwise gating", "lstm,moe,lstm", 2, 1, MOE_GATE_BATCHWISE, 0);
         test_model("softmax gating (all experts)", "lstm,moe,lstm", 0, 0, MOE_GATE_SOFTMAX, 0);
+        /* switch gating composes existing ops (gate_topk_fwd, route_dense_bwd, mul, the dense routing) */
+        test_model("flat switch gating", "lstm,moe,lstm", 0, 0, MOE_GATE_SWITCH, 0);
+        test_model("hierarchical switch gating", "lstm,moe,lstm", 2, 1, MOE_GATE_SWITCH, 0);
     }
     /* after the fp32 checks above; leaves the GPU in fp32 */
     if (wanted("precision")) test_precision();

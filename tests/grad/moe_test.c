@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -206,6 +207,73 @@ static void test_single_expert(void **state) {
     teardown(&f);
 }
 
+/* Switch gating (Fedus et al.): the softmax over all experts, the top k kept,
+ * their probabilities as the gates. With k = 1 the task loss alone (no
+ * balancing loss) reaches W_g: noisy top-1's gate is always 1 and would not. */
+static void test_switch_top1(void **state) {
+    (void)state;
+    Fix f;
+    MoeConfig cfg = moe_config_default(5, 6, 1);
+    cfg.gating = MOE_GATE_SWITCH;
+    cfg.hidden = 7;
+    cfg.w_importance = 0.3;
+    setup(&f, cfg, 9, 0.8);
+    assert_null(moe_config_train_error(&cfg));
+    assert_int_equal(f.env.ps.n, 3); /* W_g and two expert matrices: no W_noise */
+    assert_true(check(&f, "moe switch top-1 of 6 (+importance)", 0) < 1e-6);
+    /* the task's gradient reaches W_g */
+    f.moe.cfg.w_importance = 0;
+    grad_fn(&f);
+    Tensor g = param_grad(&f.env.ps, params_find(&f.env.ps, "moe.gate.wg"));
+    double ss = 0;
+    for (int64_t i = 0; i < tnumel(g); i++) ss += ((real *)g.p)[i] * ((real *)g.p)[i];
+    printf("# note: switch top-1: |dL/dW_g| = %.4g from the task loss alone\n", sqrt(ss));
+    assert_true(sqrt(ss) > 1e-3);
+    /* every token goes to one expert, with its softmax probability as the gate */
+    MoeCache mc;
+    Tensor y;
+    run_forward(&f, &mc, &y);
+    assert_int_equal(mc.M, 9);
+    for (int64_t s = 0; s < mc.M; s++) {
+        real gv = ((real *)mc.slot_gate.p)[s];
+        assert_true(gv > 1.0 / 6 - 1e-12 && gv < 1);
+    }
+    teardown(&f);
+}
+
+static void test_switch_hier_top2(void **state) {
+    (void)state;
+    Fix f;
+    MoeConfig cfg = moe_config_default(4, 12, 2); /* 3 groups of 4 */
+    cfg.groups = 3;
+    cfg.gating = MOE_GATE_SWITCH;
+    cfg.hidden = 5;
+    cfg.w_importance = 0.5;
+    setup(&f, cfg, 10, 0.6);
+    assert_true(check(&f, "moe switch hierarchical 3x4, k=2+2 (+Importance_H)", 0) < 1e-6);
+    teardown(&f);
+}
+
+/* moe-train refuses noisy top-1 and names the gating that trains. */
+static void test_noisy_top1_refused(void **state) {
+    (void)state;
+    MoeConfig c = moe_config_default(8, 6, 1);
+    const char *e = moe_config_train_error(&c);
+    assert_non_null(e);
+    assert_non_null(strstr(e, "--moe-top-k 1 with --moe-gating noisy-topk"));
+    assert_non_null(strstr(e, "use --moe-gating switch"));
+    c.groups = 2;
+    assert_non_null(moe_config_train_error(&c)); /* hierarchical: k = 1 at each level */
+    c = moe_config_default(8, 6, 2);
+    assert_null(moe_config_train_error(&c));
+    c = moe_config_default(8, 1, 1); /* one expert: no gate */
+    assert_null(moe_config_train_error(&c));
+    c = moe_config_default(8, 6, 1);
+    c.gating = MOE_GATE_SWITCH;
+    assert_null(moe_config_train_error(&c));
+    assert_null(moe_config_error(&c));
+}
+
 static void test_eval_mode_no_noise(void **state) {
     (void)state;
     Fix f;
@@ -223,7 +291,8 @@ int main(void) {
         cmocka_unit_test(test_hierarchical_noisy),  cmocka_unit_test(test_recompute_identical),
         cmocka_unit_test(test_batchwise_flat),      cmocka_unit_test(test_batchwise_hier),
         cmocka_unit_test(test_softmax_all_experts), cmocka_unit_test(test_single_expert),
-        cmocka_unit_test(test_eval_mode_no_noise),
+        cmocka_unit_test(test_eval_mode_no_noise),  cmocka_unit_test(test_switch_top1),
+        cmocka_unit_test(test_switch_hier_top2),    cmocka_unit_test(test_noisy_top1_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,8 +30,11 @@ for line in help_text.splitlines():
         continue
     if not in_opts:
         continue
-    m = re.match(r"^  (?:-(\w), )?\s*--([\w-]+)((?: \S+)*?)\s{2,}(.*)$", line) or \
-        re.match(r"^  (?:-(\w), )?\s*--([\w-]+)((?: \S+)*)$", line)
+    # an option's line starts "  -x, --name" or "      --name"; the help follows after two or
+    # more spaces. Continuation lines are indented to the help column: they are never options,
+    # even when a wrapped help line begins with "--other-option".
+    m = re.match(r"^  (?:-(\w), |    )--([\w-]+)((?: \S+)*?)\s{2,}(.*)$", line) or \
+        re.match(r"^  (?:-(\w), |    )--([\w-]+)((?: \S+)*)$", line)
     if m:
         flush()
         short, name, meta = m.group(1), m.group(2), m.group(3).strip()

@@ -242,7 +242,7 @@ static void test_type_errors(void **state) {
     expect_recipe_error(TOOL_TRAIN, "t3.yml", "residual: maybe\n",
                         ":1: option 'residual' expects true or false, got 'maybe'");
     expect_recipe_error(TOOL_TRAIN, "t4.yml", "moe-gating: top2\n",
-                        ":1: option 'moe-gating' expects one of noisy-topk|batchwise|softmax, got 'top2'");
+                        ":1: option 'moe-gating' expects one of noisy-topk|batchwise|softmax|switch, got 'top2'");
     expect_recipe_error(TOOL_TRAIN, "t5.yml", "optimizer-params:\n  - 0.9\n  - abc\n  - 1e-8\n",
                         ":3: option 'optimizer-params' expects non-negative numbers, got 'abc'");
     expect_recipe_error(TOOL_TRAIN, "t6.yml", "dim-emb: [1, 2]\n",
