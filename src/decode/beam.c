@@ -189,15 +189,17 @@ static int fin_cmp(const void *pa, const void *pb) {
     return a->seq - b->seq;
 }
 
-static int dbl_desc(const void *pa, const void *pb) {
-    double a = *(const double *)pa, b = *(const double *)pb;
-    return a > b ? -1 : a < b ? 1 : 0;
-}
-
-/* The nbest-th best finished score of source n (n_fin >= nbest). */
+/* The nbest-th best finished score of source n (n_fin >= nbest), kept in tmp
+ * [nbest] by insertion: the list of finished hypotheses may be long. */
 static double nth_best(const Src *s, int nbest, double *tmp) {
-    for (int i = 0; i < s->n_fin; i++) tmp[i] = s->fin[i].score;
-    qsort(tmp, (size_t)s->n_fin, sizeof *tmp, dbl_desc);
+    int n = 0;
+    for (int i = 0; i < s->n_fin; i++) {
+        double v = s->fin[i].score;
+        if (n == nbest && v <= tmp[n - 1]) continue;
+        int j = n < nbest ? n++ : n - 1;
+        for (; j > 0 && tmp[j - 1] < v; j--) tmp[j] = tmp[j - 1];
+        tmp[j] = v;
+    }
     return tmp[nbest - 1];
 }
 
@@ -347,7 +349,7 @@ void beam_search(const BeamModel *m, int N, const int32_t *src_len, const BeamOp
                 for (int k = 0; k < nl; k++)
                     add_fin(&sr, n, t, r0 + k, t + 1, 0, cum2[r0 + k], use_cov ? sr.cov2 + (size_t)(r0 + k) * S : NULL);
                 s->done = 1;
-            } else if (s->n_fin >= K || nl == 0) {
+            } else if (nl == 0) {
                 s->done = 1;
             } else if (s->n_fin >= o->nbest) {
                 /* the best any live hypothesis can reach; exact, see beam.h */

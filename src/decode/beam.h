@@ -13,13 +13,16 @@
  * with the next best continuations that do not end in eos (as Marian and
  * OpenNMT do). Continuations of probability 0 (log-probability -inf) are never
  * kept. A source is done when
- *   - it has K finished hypotheses, or
  *   - its beam is empty, or
  *   - its nbest-th best finished score is at least the best score any live
  *     hypothesis can still reach, live log P / lp(max length) + 0 (log P only
  *     falls, lp only grows, cp <= 0): this stop never changes the result, or
  *   - it reached its maximum length, ceil(max_len_factor * source length) and at
  *     least 1; its live hypotheses are then finished as they are, without eos.
+ * K finished hypotheses alone do not end a source: with the beam refilled, the
+ * lower rows can finish K times while the best row still runs (fairseq's "stop
+ * at K finished" would then return a hypothesis far below the one the beam
+ * holds; Marian avoids it by shrinking the beam as hypotheses finish).
  * Rows of done sources are fed eos and ignored, so the batch keeps its shape.
  * A source's result depends only on its own rows, never on the batch. */
 #ifndef MOE_BEAM_H

@@ -283,9 +283,10 @@ static void test_beam2_beats_greedy(void **state) {
     tm_free(&tm);
 }
 
-/* K finished hypotheses end a source even when a live one could still win:
- * with alpha 1, "a" and "b" (P .2 each) finish at step 1 and "a a" (.1733,
- * score log(.1733)/(8/6) = -1.31 > log(.2)/(7/6) = -1.38) is never finished. */
+/* K finished hypotheses do not end a source while a live one can still win:
+ * with alpha 1, "a" and "b" (P .2 each) finish at step 1, and "a a" (.1733,
+ * score log(.1733)/(8/6) = -1.31 > log(.2)/(7/6) = -1.38) finishes at step 2
+ * and wins; step 3 ends the source by the bound. */
 static void dist_kfin(TM *tm, int src, int srclen, const int32_t *pre, int len, float *logp, float *attn) {
     (void)tm, (void)src, (void)srclen, (void)pre, (void)len, (void)logp, (void)attn;
     if (len == 0)
@@ -296,7 +297,7 @@ static void dist_kfin(TM *tm, int src, int srclen, const int32_t *pre, int len, 
         DIST(EOS, 990000, TA, 10000);
 }
 
-static void test_k_finished_ends_source(void **state) {
+static void test_k_finished_do_not_end_source(void **state) {
     (void)state;
     TM tm;
     int ids[1] = {0};
@@ -305,11 +306,47 @@ static void test_k_finished_ends_source(void **state) {
     BeamResult r;
     BeamOpts o = opts(2, 1.0f, 0, 2, 1);
     run(&tm, 1, lens, &o, &r);
-    assert_int_equal(tm.steps, 2);
-    assert_tokens(&r.hyps[0], 1, TA);
-    assert_true(fabs(r.hyps[0].score - (double)(flog(0.5) + flog(0.4)) / (7.0 / 6.0)) < 1e-12);
+    assert_int_equal(tm.steps, 3);
+    assert_tokens(&r.hyps[0], 2, TA, TA);
     double longer = (double)(flog(0.5) + flog(0.35) + flog(0.99)) / (8.0 / 6.0);
-    assert_true(longer > r.hyps[0].score); /* what the rule gives up */
+    assert_true(fabs(r.hyps[0].score - longer) < 1e-12);
+    assert_true(longer > (double)(flog(0.5) + flog(0.4)) / (7.0 / 6.0));
+    beam_results_free(&r, 1);
+    tm_free(&tm);
+}
+
+/* The lower rows finish K = 3 times before the best row does (seen with a real
+ * model: beam 3 returned a hypothesis 5 nats below the greedy one). Token 4 is a
+ * third word. "a a a" (P .865) must win over "b" (.0495): at step 2 the rows
+ * "a <s>" and "a b" finish (.0042 each, above "a a" + anything but "a"). */
+static void dist_late(TM *tm, int src, int srclen, const int32_t *pre, int len, float *logp, float *attn) {
+    (void)tm, (void)src, (void)srclen, (void)attn;
+    int all_a = 1;
+    for (int i = 0; i < len; i++) all_a &= pre[i] == TA;
+    if (len == 0)
+        DIST(TA, 900000, TB, 50000, 4, 40000, EOS, 1000);
+    else if (all_a && len < 3)
+        DIST(TA, 985000, EOS, 1000);
+    else
+        DIST(EOS, 990000);
+}
+
+static void test_best_row_outlives_finished_ones(void **state) {
+    (void)state;
+    TM tm;
+    int ids[1] = {0};
+    int32_t lens[1] = {4};
+    tm_init(&tm, 5, dist_late, ids, lens);
+    BeamResult r;
+    BeamOpts o = opts(3, 0, 0, 2, 1);
+    run(&tm, 1, lens, &o, &r);
+    assert_tokens(&r.hyps[0], 3, TA, TA, TA);
+    assert_true(fabs(r.hyps[0].logprob - (double)(flog(0.9) + flog(0.985) + flog(0.985) + flog(0.99))) < 1e-6);
+    beam_results_free(&r, 1);
+    /* greedy agrees */
+    o = opts(1, 0, 0, 2, 1);
+    run(&tm, 1, lens, &o, &r);
+    assert_tokens(&r.hyps[0], 3, TA, TA, TA);
     beam_results_free(&r, 1);
     tm_free(&tm);
 }
@@ -932,7 +969,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_beam1_is_greedy),
         cmocka_unit_test(test_beam2_beats_greedy),
-        cmocka_unit_test(test_k_finished_ends_source),
+        cmocka_unit_test(test_k_finished_do_not_end_source),
+        cmocka_unit_test(test_best_row_outlives_finished_ones),
         cmocka_unit_test(test_ties_lower_token),
         cmocka_unit_test(test_length_penalty),
         cmocka_unit_test(test_coverage_penalty),
