@@ -45,6 +45,19 @@ static void gemm1(int ta, int tb, real alpha, Tensor A, Tensor B, real beta, Ten
 #endif
 }
 
+const char *backend_cpu_blas(void) {
+#ifdef CPU_GEMM_DNNL
+    static char buf[96];
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(buf, sizeof buf, "oneDNN %d.%d.%d sgemm (f32 products), OpenBLAS (f64)", v->major, v->minor, v->patch);
+    return buf;
+#elif defined(MOE_REAL_DOUBLE)
+    return "OpenBLAS dgemm";
+#else
+    return "OpenBLAS";
+#endif
+}
+
 /* Groups in parallel (each product on one thread, dynamically scheduled) when
  * there are enough of them to keep every thread busy; else one group at a
  * time, each product on all threads. */

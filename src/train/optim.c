@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/prof.h"
 #include "dist/comm.h"
 
 enum { OPTIM_COUNTERS_VERSION = 1 };
@@ -132,6 +133,7 @@ int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, O
                   ps->p[i].name, (long long)ps->p[i].opt_len,
                   optim_kind_name(optim_param_kind(opt, &ps->p[i])),
                   (long long)optim_state_size(&ps->p[i], opt));
+    int pt = prof_begin(PROF_OPTIM);
     if (opt->be != ps->be) {
         optim_free(opt);
         opt->be = ps->be;
@@ -148,6 +150,7 @@ int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, O
     OptStepInfo info = {.gnorm = gnorm, .scale = 1, .finite = isfinite(gnorm), .step = opt->step};
     if (!info.finite) {
         if (out) *out = info;
+        prof_end(pt);
         return 0;
     }
     if (opt->cfg.clip_norm > 0 && gnorm > opt->cfg.clip_norm) {
@@ -160,6 +163,7 @@ int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, O
     params_zero_grad(ps);
     info.step = opt->step;
     if (out) *out = info;
+    prof_end(pt);
     return 1;
 }
 
