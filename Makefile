@@ -2,7 +2,7 @@
 #
 #   make            build the library, the tools and the tests (and cuda/ when nvcc is found)
 #   make test       install missing Debian packages (as root), build, run every CPU test
-#   make bench      CPU benchmarks (throughput, GFLOP/s)
+#   make bench      CPU benchmarks (throughput, GFLOP/s), then ours against PyTorch (make bench-torch-cpu)
 #   make demo       train a small MoE language model on real text and evaluate it
 #   make cuda       only the CUDA backend;  make test-cuda  GPU parity tests (exit 77 without a GPU)
 #   make install    PREFIX=/usr/local
@@ -207,6 +207,7 @@ demo: deps tools
 
 bench: $(BENCHES) tools
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+	@$(MAKE) --no-print-directory bench-torch-cpu
 
 install: tools
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
