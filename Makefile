@@ -81,7 +81,9 @@ CMOCKA_LIBS := $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --libs cmocka 2>/dev/nu
 WARN := -Wall -Wextra -Wno-unused-parameter
 CFLAGS ?= -O2 -g
 CXXFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp $(NATIVE_FLAG) $(SAN_FLAGS) -Isrc -Itests/lib $(PC_CFLAGS) -MMD -MP $(CFLAGS)
+# -fno-math-errno: nothing reads errno after a math function, and without it sqrt stops
+# the vectoriser (the optimizer loops)
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp -fno-math-errno $(NATIVE_FLAG) $(SAN_FLAGS) -Isrc -Itests/lib $(PC_CFLAGS) -MMD -MP $(CFLAGS)
 ALL_CXXFLAGS := -std=c++17 $(WARN) $(SAN_FLAGS) -Isrc $(PC_CFLAGS) -MMD -MP $(CXXFLAGS)
 LDLIBS := $(PC_LIBS) $(MPI_LIBS) $(DNNL_LIBS) -lstdc++ -lpthread -lm
 LDFLAGS_ALL := -fopenmp $(SAN_FLAGS) $(BLAS_RPATH) $(LDFLAGS)

@@ -503,6 +503,9 @@ void moe_backward(Ctx *c, const Moe *m, MoeCache *mc, Tensor dy, Tensor dx) {
     for (int l = m->nw - 1; l >= 0; l--) {
         Tensor in = l == 0 ? mc->xe : h[l - 1];
         Tensor din = nn_tensor(c, DT_F32, R, l == 0 ? d : m->cfg.hidden);
+        /* lazy experts: mark the ones that got rows (core/params.h) */
+        const Param *pw = &c->ps->p[m->w[l]];
+        if (pw->lazy_items && M) OP(be, rows_mark, mc->slot_exp, pw->mark);
         if (R) {
             OP(be, gemm_grouped_wgrad, 1, in, dout, mc->eoffs, 1, param_grad(c->ps, m->w[l]));
             OP(be, gemm_grouped, 1, 1, dout, param_val(c->ps, m->w[l]), mc->eoffs, 0, din);

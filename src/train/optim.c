@@ -87,9 +87,9 @@ static void grad_sumsq(Optimizer *opt, ParamStore *ps) {
     int started[2] = {0, 0};
     for (int i = 0; i < ps->n; i++) {
         const Param *p = &ps->p[i];
-        Tensor g = treshape(param_grad(ps, i), p->b * p->r, p->c);
+        Tensor g = param_marked_view(p, param_grad(ps, i));
         int part = comm_world(opt->comm) > 1 && param_sharded(p);
-        OP(ps->be, sumsq, g, p->sparse ? p->mark : tnone(), tcols(opt->sumsq, part, 1), started[part]);
+        OP(ps->be, sumsq, g, p->mark.p ? p->mark : tnone(), tcols(opt->sumsq, part, 1), started[part]);
         started[part] = 1;
     }
     for (int part = 0; part < 2; part++)
@@ -105,8 +105,8 @@ static void apply_param(const Optimizer *opt, ParamStore *ps, int i, real lr, re
     switch (optim_param_kind(opt, p)) {
     case OPT_ADAM: {
         Tensor m = tcols(st, 0, n), v = tcols(st, n, n);
-        if (p->sparse)
-            OP(be, adam_rows, treshape(w, p->r, p->c), g, m, v, p->mark, lr, (real)c->b1, (real)c->b2,
+        if (p->sparse || p->lazy_items)
+            OP(be, adam_rows, param_marked_view(p, w), g, m, v, p->mark, lr, (real)c->b1, (real)c->b2,
                (real)c->eps, opt->step, gscale);
         else
             OP(be, adam, w, g, m, v, lr, (real)c->b1, (real)c->b2, (real)c->eps, opt->step, gscale);
