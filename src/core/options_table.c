@@ -137,7 +137,7 @@ const OptDef options_table[] = {
     {"clip-norm", 0, OPT_FLOAT, GRP_TRAINING, T, "1.0", .help = "clip the global gradient norm (0 = off)"},
     {"optimizer-delay", 0, OPT_INT, GRP_TRAINING, T, "1", .help = "batches accumulated per update"},
     {"disp-freq", 0, OPT_INT, GRP_TRAINING, T, "100", .help = "log training statistics every N updates"},
-    {"profile", 0, OPT_BOOL, GRP_TRAINING, T, "false", .implicit = "true",
+    {"profile", 0, OPT_BOOL, GRP_TRAINING, T, "false", .implicit = "true", .flags = OPTF_NO_DUMP,
      .help = "also log where the updates' time went (LSTM, gating, dispatch, experts, combine, softmax, "
              "optimizer, other) with the statistics"},
     {"save-freq", 0, OPT_INT, GRP_TRAINING, T, "1000", .help = "save the model and state every N updates"},
