@@ -2,14 +2,14 @@
 #
 #   make            build the library, the tools and the tests (and cuda/ when nvcc is found)
 #   make test       install missing Debian packages (as root), build, run every CPU test
-#   make bench      CPU benchmarks (throughput, GFLOP/s)
+#   make bench      CPU benchmarks (throughput, GFLOP/s), then ours against PyTorch (make bench-torch-cpu)
 #   make demo       train a small MoE language model on real text and evaluate it
 #   make cuda       only the CUDA backend;  make test-cuda  GPU parity tests (exit 77 without a GPU)
 #   make gpu-check  the first check of a GPU, under 8 minutes: builds what it needs, parity per
 #                   section, gpu_e2e.sh, a short fp32/bf16 benchmark; $(O)/gpu-check/summary.txt
 #   make install    PREFIX=/usr/local
 #
-# Switches: NATIVE=0 (no -march=native), CUDA=0 (skip nvcc), CUDA_ARCH=90a, NCCL=0 (no NCCL),
+# Switches: NATIVE=0 (no -march=native), CUDA=0 (skip nvcc), DNNL=0 (OpenBLAS products), CUDA_ARCH=90a, NCCL=0 (no NCCL),
 #           NCCL_HOME=dir (include/nccl.h, lib/libnccl.so), SANITIZE=address,undefined
 
 SHELL := /bin/bash
@@ -43,6 +43,11 @@ HAVE_MPI := $(if $(filter 0,$(MPI)),,$(call pc_has,ompi-c))
 MPI_CFLAGS := $(if $(HAVE_MPI),-DMOE_HAVE_MPI $(shell $(PKGCONF) --cflags ompi-c 2>/dev/null))
 MPI_LIBS := $(if $(HAVE_MPI),$(shell $(PKGCONF) --libs ompi-c 2>/dev/null))
 
+# oneDNN (optional, DNNL=0 to leave out): the CPU backend's f32 products go through its
+# sgemm, whose AVX-512 JIT kernels measured twice OpenBLAS's rate here (README, "GEMM library")
+HAVE_DNNL := $(if $(filter 0,$(DNNL)),,$(shell printf '\043include <oneapi/dnnl/dnnl.h>\nint main(void){return dnnl_sgemm(0,0,0,0,0,0,0,0,0,0,0,0,0);}' | $(CC) -x c - -ldnnl -o /dev/null 2>/dev/null && echo yes))
+DNNL_CFLAGS := $(if $(HAVE_DNNL),-DMOE_HAVE_DNNL)
+DNNL_LIBS := $(if $(HAVE_DNNL),-ldnnl)
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 ifeq ($(CUDA),0)
@@ -62,6 +67,7 @@ endif
 ifeq ($(MAKELEVEL),0)
 ifeq ($(filter clean distclean deps,$(MAKECMDGOALS)),)
 $(foreach p,$(PKGS),$(info $(if $(call pc_has,$(p)),✓,✗) $(p)$(if $(call pc_has,$(p)), $(shell $(PKGCONF) --modversion $(p) 2>/dev/null))$(if $(filter openblas,$(p)),$(if $(OPENBLAS_OMP_PC), (OpenMP build), (pthread build: install libopenblas-openmp-dev for speed)))))
+$(info $(if $(HAVE_DNNL),✓ onednn $(shell sed -n 's/^.define DNNL_VERSION_\(MAJOR\|MINOR\|PATCH\) //p' /usr/include/oneapi/dnnl/dnnl_config.h /usr/include/oneapi/dnnl/dnnl_version.h 2>/dev/null | paste -sd.): CPU products on its sgemm,✗ onednn: CPU products on OpenBLAS (install libdnnl-dev for speed)))
 $(info $(if $(HAVE_MPI),✓ mpi $(shell $(PKGCONF) --modversion ompi-c 2>/dev/null): multi-process training,✗ mpi: single-process training only (install libopenmpi-dev)))
 $(info $(if $(NVCC),✓ nvcc $(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')$(if $(CUDA_SRC),: building cuda/ for sm_$(CUDA_ARCH),: no cuda/ sources yet),✗ nvcc: CUDA backend not built))
 $(if $(BUILD_CUDA),$(info $(if $(HAVE_NCCL),✓ nccl in $(NCCL_HOME): several GPUs,✗ nccl: one GPU per process only (set NCCL_HOME to a folder with include/nccl.h and lib/libnccl.so))))
@@ -70,16 +76,18 @@ endif
 
 NATIVE_FLAG := $(if $(filter 0,$(NATIVE)),,$(shell echo 'int main(void){return 0;}' | $(CC) -march=native -x c - -o /dev/null 2>/dev/null && echo -march=native))
 SAN_FLAGS := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
-PC_CFLAGS := $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --cflags $(filter-out cmocka,$(PKGS)) 2>/dev/null)) $(MPI_CFLAGS)
+PC_CFLAGS := $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --cflags $(filter-out cmocka,$(PKGS)) 2>/dev/null)) $(MPI_CFLAGS) $(DNNL_CFLAGS)
 PC_LIBS := $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --libs $(filter-out cmocka,$(PKGS)) 2>/dev/null))
 CMOCKA_LIBS := $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --libs cmocka 2>/dev/null))
 
 WARN := -Wall -Wextra -Wno-unused-parameter
 CFLAGS ?= -O2 -g
 CXXFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp $(NATIVE_FLAG) $(SAN_FLAGS) -Isrc -Itests/lib $(PC_CFLAGS) -MMD -MP $(CFLAGS)
+# -fno-math-errno: nothing reads errno after a math function, and without it sqrt stops
+# the vectoriser (the optimizer loops)
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp -fno-math-errno $(NATIVE_FLAG) $(SAN_FLAGS) -Isrc -Itests/lib $(PC_CFLAGS) -MMD -MP $(CFLAGS)
 ALL_CXXFLAGS := -std=c++17 $(WARN) $(SAN_FLAGS) -Isrc $(PC_CFLAGS) -MMD -MP $(CXXFLAGS)
-LDLIBS := $(PC_LIBS) $(MPI_LIBS) -lstdc++ -lpthread -lm
+LDLIBS := $(PC_LIBS) $(MPI_LIBS) $(DNNL_LIBS) -lstdc++ -lpthread -lm
 LDFLAGS_ALL := -fopenmp $(SAN_FLAGS) $(BLAS_RPATH) $(LDFLAGS)
 
 # ---- sources ---------------------------------------------------------------
@@ -219,6 +227,7 @@ demo: deps tools
 
 bench: $(BENCHES) tools
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+	@$(MAKE) --no-print-directory bench-torch-cpu
 
 install: tools
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5

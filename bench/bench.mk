@@ -45,3 +45,36 @@ bench-torch:
 	python3 bench/torch_ref.py --json $(TORCH_JSON) --ours $(BENCH_JSON) $(TORCH_ARGS)
 bench-check: $(BENCH_CUDA_BIN)
 	@O=$(O) bash tests/e2e/bench_check.sh
+
+# ---- CPU: our engine against PyTorch (bench/cpu_vs_torch.py, issue 17) -------------------
+#   make bench-torch-cpu            C1, C2, C3: moe-train and bench/torch_ref.py side by side
+#   make bench-torch-cpu BUSY=1     also each run beside a one-core busy loop
+#   CPU_BENCH_ARGS="--configs C1 --steps 20" adds options; TORCH_PY=python with torch
+#   uses that Python; otherwise PyTorch and numpy go from PyPI into $(VENV) (an ignored
+#   folder, made once; TORCH_PIP_ARGS adds pip options, e.g. another index for the
+#   smaller CPU-only wheel). Without PyTorch (no network) it runs ours alone.
+#   make bench-gemm-libs            which GEMM library: OpenBLAS, BLIS, oneDNN, LIBXSMM
+VENV ?= $(O)/venv
+TORCH_PY ?= $(VENV)/bin/python
+TORCH_PIP_ARGS ?=
+CPU_BENCH_ARGS ?=
+.PHONY: bench-torch-cpu bench-gemm-libs torch-venv
+torch-venv:
+	@if [ -x "$(TORCH_PY)" ] && "$(TORCH_PY)" -c 'import torch, numpy' 2>/dev/null; then :; \
+	elif [ "$(TORCH_PY)" != "$(VENV)/bin/python" ]; then echo "bench-torch-cpu: $(TORCH_PY) has no torch"; \
+	else echo "bench-torch-cpu: installing PyTorch and numpy from PyPI into $(VENV) (once)"; \
+	  { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q $(TORCH_PIP_ARGS) torch numpy; } || \
+	  echo "bench-torch-cpu: could not install PyTorch: our engine only"; fi
+bench-torch-cpu: tools torch-venv
+	python3 bench/cpu_vs_torch.py --torch-python $(TORCH_PY) $(if $(filter 1,$(BUSY)),--busy) $(CPU_BENCH_ARGS)
+
+GEMM_LIBS_DEFS := $(if $(wildcard /usr/include/x86_64-linux-gnu/blis-openmp/blis.h),-DHAVE_BLIS -I/usr/include/x86_64-linux-gnu/blis-openmp) \
+  $(if $(HAVE_DNNL),-DHAVE_DNNL) $(if $(wildcard /usr/include/libxsmm.h),-DHAVE_XSMM)
+GEMM_LIBS_LIBS := $(if $(wildcard /usr/include/libxsmm.h),-lxsmm) $(PC_LIBS) \
+  $(if $(wildcard /usr/include/x86_64-linux-gnu/blis-openmp/blis.h),-lblis) $(DNNL_LIBS) -lpthread -lrt -ldl -lm
+$(O)/bench/gemm_libs: bench/gemm/gemm_libs.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 $(NATIVE_FLAG) -fopenmp $(PC_CFLAGS) $(GEMM_LIBS_DEFS) $< -o $@ $(BLAS_RPATH) $(GEMM_LIBS_LIBS)
+bench-gemm-libs: $(O)/bench/gemm_libs
+	$(O)/bench/gemm_libs --threads 1
+	$(O)/bench/gemm_libs --threads 2

@@ -16,6 +16,8 @@ Modes
   python3 bench/torch_ref.py [--json FILE] [--configs G1,..] [--variants eager,compiled]
           [--precision bf16|fp32] [--steps N] [--warmup N] [--device cuda|cpu] [--tiny]
           [--ours FILE]            benchmark; prints the table bench_cuda prints
+  python3 bench/torch_ref.py --device cpu --precision fp32 --variants eager [--threads N]
+                                   the CPU configurations C1-C3 (bench/cpu_vs_torch.py runs this)
   python3 bench/torch_ref.py --check DIR
           correctness gate: reads the files of `bench_cuda --dump-check DIR`
           (weights, batch, our loss and gradient norms), runs one fp32 step of the
@@ -214,6 +216,20 @@ def configs(tiny):
                     dropout=0.4, residual=1, sampled=0, samples=0, chunk=1000 if tiny else 32000,
                     S=8 if tiny else 32, T=8 if tiny else 32, B=16 if tiny else 1024, micro=1))
     return out
+
+
+def cpu_configs(tiny):
+    """The CPU configurations of bench/cpu_vs_torch.py (issue 17): embedding -> LSTM -> MoE -> LSTM ->
+    sampled softmax over 32k words, dropout 0.1, T = 64; C3 is C1 with 256 experts."""
+    V = 2000 if tiny else 32000
+
+    def lm(cid, d, E, h, S, B):
+        if tiny:
+            d, E, h, S, B = 32, min(E, 16), 64, 128, 8
+        return dict(id=cid, kind="lm", vocab=V, dim=d, rnn=d, proj=0, layers="lstm,moe,lstm", moe=moe_cfg(E, 4, h),
+                    dropout=0.1, residual=1, sampled=1, samples=S, chunk=0, T=16 if tiny else 64, B=B, micro=1)
+
+    return [lm("C1", 256, 16, 512, 1024, 64), lm("C2", 512, 64, 1024, 4096, 128), lm("C3", 256, 256, 512, 1024, 64)]
 
 
 def moe_macs(m, d):
@@ -1117,9 +1133,10 @@ class Runner:
         self.model.set_precision(torch.bfloat16 if self.bf16 else torch.float32)
         params = list(self.model.parameters())
         self.params = params
-        fused = dev.type == "cuda"
-        self.opt = torch.optim.Adam(params, lr=1e-4, fused=fused) if fused else \
-            torch.optim.Adam(params, lr=1e-4, foreach=True)
+        try:  # fused Adam: CUDA, and the CPU since torch 2.4
+            self.opt = torch.optim.Adam(params, lr=1e-4, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            self.opt = torch.optim.Adam(params, lr=1e-4, foreach=True)
         self.moes = [m for m in self.model.modules() if isinstance(m, MoE)]
         if variant == "compiled":
             mode = args.compile_mode
@@ -1338,7 +1355,12 @@ def run_bench(args):
         with open(args.ours) as fh:
             ours = {x["id"]: x for x in json.load(fh).get("configs", [])}
     ceil = ceilings(dev, args.tiny)
-    cfgs = [c for c in configs(args.tiny) if not args.configs or c["id"] in args.configs.split(",")]
+    if dev.type == "cpu":
+        torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    known = configs(args.tiny) + cpu_configs(args.tiny)
+    want = args.configs.split(",") if args.configs else [c["id"] for c in
+                                                         (cpu_configs if dev.type == "cpu" else configs)(args.tiny)]
+    cfgs = [c for c in known if c["id"] in want]
     for c in cfgs:
         c["B"] = args.batch or c["B"]
     variants = args.variants.split(",")
@@ -1427,7 +1449,8 @@ def main():
     ap.add_argument("--markdown", nargs="+", metavar="JSON",
                     help="print a README table from bench_cuda's JSON (and torch_ref's JSON), then exit")
     ap.add_argument("--ours", help="bench_cuda's JSON: adds our tokens/s over torch's as a column")
-    ap.add_argument("--configs", default="", help="e.g. G1,G2 (default all)")
+    ap.add_argument("--configs", default="",
+                    help="e.g. G1,G2 (default: G1-G5 on a GPU, the CPU configurations C1-C3 with --device cpu)")
     ap.add_argument("--variants", default="eager,compiled")
     ap.add_argument("--precision", choices=["bf16", "tf32", "fp32"], default="bf16",
                     help="bf16: autocast (default); tf32/fp32: no autocast, TF32 allowed or not")
@@ -1438,6 +1461,7 @@ def main():
     ap.add_argument("--budget-s", type=float, default=900,
                     help="wall-time budget of the run (default 900; 0 = none); timed steps are cut to fit")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (torch.set_num_threads; default all cores)")
     ap.add_argument("--tiny", action="store_true", help="tiny shapes (a smoke test)")
     ap.add_argument("--batch", type=int, default=0, help="sequences per micro-batch instead of each configuration's own")
     ap.add_argument("--seed", type=int, default=1)

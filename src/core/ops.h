@@ -280,6 +280,8 @@ void backend_note_alloc(Backend *be, size_t bytes);
 void backend_note_free(Backend *be, size_t bytes);
 /* Whether the CUDA backend was compiled in, and how many devices it sees. */
 int backend_cuda_available(void);
+/* The CPU backend's matrix-product library, for --build-info. */
+const char *backend_cpu_blas(void);
 
 /* Calling convention: OP(be, gemm, 0, 1, 1.0, A, B, 0.0, C). */
 #define OP(be, name, ...) ((be)->ops->name((be), __VA_ARGS__))

@@ -164,6 +164,9 @@ const OptDef options_table[] = {
              "SIGMAS x 2% of the average), or when the weights' norm more than doubles in one update "
              "(SIGMAS 0 = off)"},
     {"disp-freq", 0, OPT_INT, GRP_TRAINING, T, "100", .help = "log training statistics every N updates"},
+    {"profile", 0, OPT_BOOL, GRP_TRAINING, T, "false", .implicit = "true", .flags = OPTF_NO_DUMP,
+     .help = "also log where the updates' time went (LSTM, gating, dispatch, experts, combine, softmax, "
+             "optimizer, other) with the statistics"},
     {"save-freq", 0, OPT_INT, GRP_TRAINING, T, "1000", .help = "save the model and state every N updates"},
     {"keep-best", 0, OPT_BOOL, GRP_TRAINING, T, "false", .implicit = "true",
      .help = "also keep the best model of the first validation metric"},

@@ -49,6 +49,8 @@ int params_add(ParamStore *ps, const char *name, ParamKind kind, int64_t b, int6
     p->init = init;
     p->init_a = init_a;
     p->sparse = kind == PARAM_EMBED && b == 1;
+    /* with a communicator the processes would have to agree on the marks */
+    p->lazy_items = kind == PARAM_EXPERT && b > 1 && !ps->dist && ps->world <= 1;
     p->expert_block = 1;
     p->expert_world = 1;
     p->off = ps->total;
@@ -99,10 +101,15 @@ void params_alloc(ParamStore *ps, params_opt_size_fn opt_size, void *ctx) {
     OP(ps->be, fill, tvec(ps->block, DT_F32, 2 * tot + ps->opt_total), 0.0);
     for (int i = 0; i < ps->n; i++) {
         Param *p = &ps->p[i];
-        if (!p->sparse) continue;
-        p->mark = tvec(OP(ps->be, alloc, (size_t)p->r * 4, "sparse-row marks"), DT_I32, p->r);
+        if (!p->sparse && !p->lazy_items) continue;
+        int64_t n = p->sparse ? p->r : p->b;
+        p->mark = tvec(OP(ps->be, alloc, (size_t)n * 4, "sparse-row marks"), DT_I32, n);
         OP(ps->be, fill, p->mark, 0.0);
     }
+}
+
+Tensor param_marked_view(const Param *p, Tensor t) {
+    return p->lazy_items ? treshape(t, p->b, p->r * p->c) : treshape(t, p->b * p->r, p->c);
 }
 
 int64_t param_global_index(const Param *p, int64_t i) {
@@ -162,13 +169,13 @@ void params_zero_grad(ParamStore *ps) {
     int64_t run0 = -1, run1 = -1;
     for (int i = 0; i <= ps->n; i++) {
         const Param *p = i < ps->n ? &ps->p[i] : NULL;
-        if (p && !p->sparse) {
+        if (p && !p->sparse && !p->lazy_items) {
             if (run0 < 0) run0 = p->off;
             run1 = p->off + p->b * p->r * p->c;
             continue;
         }
         if (run0 >= 0) OP(ps->be, fill, tvec((real *)ps->grad.p + run0, DT_F32, run1 - run0), 0.0);
         run0 = -1;
-        if (p) OP(ps->be, zero_rows, param_grad(ps, i), p->mark);
+        if (p) OP(ps->be, zero_rows, param_marked_view(p, param_grad(ps, i)), p->mark);
     }
 }

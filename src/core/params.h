@@ -35,9 +35,11 @@ typedef struct Param {
     InitKind init;
     real init_a;               /* CONST value, UNIFORM half-width, NORMAL std */
     int sparse;                /* gradient rows tracked in `mark` (embedding tables) */
+    int lazy_items;            /* stacked items (experts) tracked in `mark`: an item no row reached
+                                  takes no update, as a table's untouched row (one process only) */
     int expert_block, expert_world, expert_rank; /* placement of stacked items (1, 1, 0: all local) */
     int placed;                /* registered by params_add_sharded with a communicator */
-    Tensor mark;               /* I32 [1 x r] for sparse parameters */
+    Tensor mark;               /* I32 [1 x r] for sparse parameters, [1 x b] for lazy items */
 } Param;
 
 typedef struct ParamStore {
@@ -81,11 +83,16 @@ void params_randomize(ParamStore *ps, uint64_t seed);
 Tensor param_val(const ParamStore *ps, int id);  /* [b x r x c] */
 Tensor param_grad(const ParamStore *ps, int id);
 Tensor param_opt(const ParamStore *ps, int id);  /* [1 x opt_len] */
-/* Zero all gradients (sparse parameters: only marked rows, marks cleared). */
+/* Zero all gradients (sparse parameters: only marked rows, lazy items: only
+ * marked items; marks cleared). */
 void params_zero_grad(ParamStore *ps);
 
 /* Global index of stacked item i of a parameter (see above). */
 int64_t param_global_index(const Param *p, int64_t i);
+
+/* The marked view of a parameter's tensor t (its values, gradient or one
+ * moment): [r x c] rows for a sparse table, [b x r*c] items for lazy ones. */
+Tensor param_marked_view(const Param *p, Tensor t);
 
 /* FNV-1a hash of a string (used for RNG sites). */
 uint32_t params_hash(const char *s);

@@ -22,6 +22,23 @@ static void check_gate_inputs(const char *op, Tensor clean, Tensor raw, int k, i
     tcheck_shape(op, "gates", gates, DT_F32, 1, N, k);
 }
 
+/* philox_normal(seed, stream, e) for increasing e, each Philox block (the
+ * two normals of elements 2m and 2m + 1) computed once: the same values. */
+typedef struct {
+    uint64_t blk;
+    philox_ctr w;
+} NormalCache;
+
+static inline double normal_cached(NormalCache *nc, uint64_t seed, uint64_t stream, uint64_t e) {
+    if (e >> 1 != nc->blk) {
+        nc->blk = e >> 1;
+        nc->w = philox_block(seed, stream, nc->blk);
+    }
+    int j = (int)(e & 1) * 2;
+    double u1 = philox_word_to_unit(nc->w.v[j]), u2 = philox_word_to_unit(nc->w.v[j + 1]);
+    return sqrt(-2.0 * MOE_PHILOX_LOG(u1)) * MOE_PHILOX_COS(2.0 * u2);
+}
+
 static inline uint64_t noise_row(Tensor rowids, int64_t row0, int64_t x) {
     return (uint64_t)(row0 + (tnull(rowids) ? x : (int64_t)cpu_i32(rowids)[x]));
 }
@@ -58,16 +75,20 @@ void cpu_gate_topk_fwd(Backend *be, Tensor clean, Tensor raw, int k, real noise_
         tcheck_shape("gate_topk_fwd", "P", P, DT_F32, 1, N, n);
         CHECK_ARG(noisy && k < n, "gate_topk_fwd: the load estimate needs noise and k < n");
     }
+    /* sigma of each row, kept from the noise to the load estimate */
+    double *sig_all = cpu_scratch(be, (size_t)omp_get_max_threads() * (size_t)n * sizeof(double));
 #pragma omp parallel for if (N * n > CPU_PAR_MIN / 8)
     for (int64_t x = 0; x < N; x++) {
         const real *c = cpu_row(clean, x);
         real *h = cpu_row(H, x);
+        double *sig = sig_all + (size_t)omp_get_thread_num() * (size_t)n;
         uint64_t rid = noise_row(rowids, row0, x);
         if (noisy) {
             const real *a = cpu_row(raw, x);
+            NormalCache nc = {.blk = UINT64_MAX};
             for (int64_t i = 0; i < n; i++) {
-                double sigma = softplus(a[i]) + noise_eps;
-                h[i] = (real)(c[i] + philox_normal(seed, stream, rid * (uint64_t)n + (uint64_t)i) * sigma);
+                sig[i] = softplus(a[i]) + noise_eps;
+                h[i] = (real)(c[i] + normal_cached(&nc, seed, stream, rid * (uint64_t)n + (uint64_t)i) * sig[i]);
             }
         } else {
             for (int64_t i = 0; i < n; i++) h[i] = c[i];
@@ -79,13 +100,11 @@ void cpu_gate_topk_fwd(Backend *be, Tensor clean, Tensor raw, int k, real noise_
         for (int j = 0; j < k; j++) s += exp(h[ix[j]] - mx);
         for (int j = 0; j < k; j++) g[j] = (real)(exp(h[ix[j]] - mx) / s);
         if (!tnull(P)) {
-            const real *a = cpu_row(raw, x);
             real *p = cpu_row(P, x);
             double thr_in = h[ix[k]], thr_out = h[ix[k - 1]];
             for (int64_t i = 0; i < n; i++) {
-                double sigma = softplus(a[i]) + noise_eps;
                 double t = in_topk(ix, k, i) ? thr_in : thr_out;
-                p[i] = (real)cpu_phi_cdf((c[i] - t) / sigma);
+                p[i] = (real)cpu_phi_cdf((c[i] - t) / sig[i]);
             }
         }
     }
@@ -139,9 +158,12 @@ void cpu_gate_topk_bwd(Backend *be, Tensor clean, Tensor raw, Tensor H, Tensor i
             }
         }
         uint64_t rid = noise_row(rowids, row0, x);
+        NormalCache nc = {.blk = UINT64_MAX};
         for (int64_t i = 0; i < n; i++) {
             dc[i] += (real)dH[i];
-            if (noisy) dsig[i] += dH[i] * philox_normal(seed, stream, rid * (uint64_t)n + (uint64_t)i);
+            /* dH is 0 but for the k selected and the thresholds' experts: no noise needed there */
+            if (noisy && dH[i] != 0)
+                dsig[i] += dH[i] * normal_cached(&nc, seed, stream, rid * (uint64_t)n + (uint64_t)i);
         }
         if (noisy) {
             const real *a = cpu_row(raw, x);

@@ -13,7 +13,7 @@ void cpu_adam(Backend *be, Tensor w, Tensor g, Tensor m, Tensor v, real lr, real
     double lrt = lr * sqrt(1 - pow(b2, (double)step)) / (1 - pow(b1, (double)step));
     real *W = cpu_f(w), *M = cpu_f(m), *V = cpu_f(v);
     const real *G = cpu_f(g);
-#pragma omp parallel for if (n > CPU_PAR_MIN)
+#pragma omp parallel for simd if (n > CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         real gi = G[i] * gscale;
         M[i] = b1 * M[i] + (1 - b1) * gi;
@@ -40,6 +40,7 @@ void cpu_adam_rows(Backend *be, Tensor w, Tensor g, Tensor m, Tensor v, Tensor m
 #pragma omp parallel for if (R * d > CPU_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         if (!mk[r]) continue;
+#pragma omp simd
         for (int64_t j = r * d; j < (r + 1) * d; j++) {
             real gi = G[j] * gscale;
             M[j] = b1 * M[j] + (1 - b1) * gi;

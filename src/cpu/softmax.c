@@ -1,6 +1,8 @@
 /* Softmax cross-entropy: the full softmax in vocabulary chunks (online
- * log-sum-exp) and the sampled softmax over shared samples. */
+ * log-sum-exp) and the sampled softmax over shared samples. Exponentials of
+ * logits are float (cpu/vmath.h), their sums double. */
 #include "cpu/cpu.h"
+#include "cpu/vmath.h"
 
 static void check_vecs(const char *op, Tensor logits, Tensor targets) {
     tcheck_dtype(op, "logits", logits, DT_F32);
@@ -22,11 +24,14 @@ void cpu_ce_chunk_fwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, 
 #pragma omp parallel for if (N * C > CPU_PAR_MIN / 4)
     for (int64_t t = 0; t < N; t++) {
         const real *l = cpu_row(logits, t);
-        double mx = -INFINITY;
+        real mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
         for (int64_t j = 0; j < C; j++) mx = l[j] > mx ? l[j] : mx;
-        double mnew = mv[t] > mx ? mv[t] : mx;
-        double acc = mv[t] == -INFINITY ? 0 : sv[t] * exp(mv[t] - mnew);
-        for (int64_t j = 0; j < C; j++) acc += exp(l[j] - mnew);
+        real mnew = mv[t] > mx ? mv[t] : mx;
+        double acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t j = 0; j < C; j++) acc += vm_exp(l[j] - mnew);
+        if (mv[t] != -INFINITY) acc += sv[t] * exp((double)mv[t] - mnew);
         mv[t] = (real)mnew;
         sv[t] = (real)acc;
         if (tg[t] >= col0 && tg[t] < col0 + C) tv[t] = l[tg[t] - col0];
@@ -73,10 +78,16 @@ void cpu_ce_chunk_bwd(Backend *be, Tensor logits, int64_t col0, Tensor targets, 
 #pragma omp parallel for if (N * C > CPU_PAR_MIN / 4)
     for (int64_t t = 0; t < N; t++) {
         real *l = cpu_row(logits, t);
-        if (ls == 0)
-            for (int64_t j = 0; j < C; j++) l[j] = wv[t] == 0 ? 0 : wv[t] * (real)exp(l[j] - lv[t]);
-        else
-            for (int64_t j = 0; j < C; j++) l[j] = wv[t] == 0 ? 0 : wv[t] * ((real)exp(l[j] - lv[t]) - uni);
+        real wt = wv[t], lse = lv[t];
+        if (wt == 0) {
+            memset(l, 0, (size_t)C * sizeof(real));
+        } else if (ls == 0) {
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++) l[j] = wt * vm_exp(l[j] - lse);
+        } else {
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++) l[j] = wt * (vm_exp(l[j] - lse) - uni);
+        }
         if (wv[t] != 0 && tg[t] >= col0 && tg[t] < col0 + C) l[tg[t] - col0] -= wv[t] * hit;
     }
 }
@@ -103,14 +114,23 @@ void cpu_sampled_ce(Backend *be, Tensor logits, Tensor tl, Tensor samples, Tenso
             row_loss[t] = 0;
             continue;
         }
-        double mx = tv[t];
-        for (int64_t j = 0; j < S; j++)
-            if (sm[j] != tg[t] && l[j] > mx) mx = l[j];
-        double acc = exp(tv[t] - mx);
-        for (int64_t j = 0; j < S; j++)
-            if (sm[j] != tg[t]) acc += exp(l[j] - mx);
+        int32_t y = tg[t];
+        real mx = tv[t];
+#pragma omp simd reduction(max : mx)
+        for (int64_t j = 0; j < S; j++) mx = sm[j] != y && l[j] > mx ? l[j] : mx;
+        /* l becomes exp(l - mx) (0 for accidental hits), then w * p */
+        double acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t j = 0; j < S; j++) {
+            real e = sm[j] == y ? 0 : vm_exp(l[j] - mx);
+            l[j] = e;
+            acc += e;
+        }
+        acc += exp((double)tv[t] - mx);
         double lse = mx + log(acc);
-        for (int64_t j = 0; j < S; j++) l[j] = sm[j] == tg[t] ? 0 : wv[t] * (real)exp(l[j] - lse);
+        real sc = (real)(wv[t] / acc);
+#pragma omp simd
+        for (int64_t j = 0; j < S; j++) l[j] *= sc;
         dv[t] = wv[t] * (real)(exp(tv[t] - lse) - 1);
         row_loss[t] = wv[t] * (lse - tv[t]);
     }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/prof.h"
 
 /* ---- argument checks ------------------------------------------------------ */
 
@@ -108,6 +109,7 @@ void lstm_forward(Ctx *c, const Lstm *l, Tensor x, int T, int B, Tensor mask, co
     check_mask(l, fn, mask, T, B);
     check_state(l, fn, "init", init, B);
     check_state(l, fn, "final", final, B);
+    int pt = prof_begin(PROF_LSTM);
     Backend *be = c->be;
     size_t mark = arena_mark(c->arena);
     Tensor G = nn_tensor(c, DT_F32, N, 4 * H);
@@ -144,6 +146,7 @@ void lstm_forward(Ctx *c, const Lstm *l, Tensor x, int T, int B, Tensor mask, co
     } else {
         arena_release(c->arena, mark);
     }
+    prof_end(pt);
 }
 
 /* lstm_backward with dx = beta_dx * dx + (this layer's input gradient). */
@@ -159,6 +162,7 @@ static void backward_impl(Ctx *c, const Lstm *l, LstmCache *k, Tensor dy, const 
     if (!tnull(dx)) check_mat(l, fn, "dx", dx, N, l->in);
     check_state(l, fn, "dfinal", dfinal, B);
     check_state(l, fn, "dinit", dinit, B);
+    int pt = prof_begin(PROF_LSTM);
     Backend *be = c->be;
     size_t mark = arena_mark(c->arena);
     Tensor G = k->G; /* becomes dG step by step (the cell op writes in place) */
@@ -213,6 +217,7 @@ static void backward_impl(Ctx *c, const Lstm *l, LstmCache *k, Tensor dy, const 
     if (!tnull(dx)) OP(be, gemm, 0, 1, 1, G, param_val(c->ps, l->wx), beta_dx, dx);
     k->G = tnone();
     arena_release(c->arena, mark);
+    prof_end(pt);
 }
 
 void lstm_backward(Ctx *c, const Lstm *l, LstmCache *cache, Tensor dy, const LstmState *dfinal, Tensor dx,
@@ -236,6 +241,7 @@ void lstm_step_forward(Ctx *c, const Lstm *l, Tensor x_t, const LstmState *prev,
     Tensor h0 = prev ? prev->h : tnone(), c0 = prev ? prev->c : tnone();
     CHECK_ARG(next->h.p != h0.p && next->c.p != c0.p && next->h.p != next->c.p,
               "%s '%s': next must not share memory with prev (or h with c)", fn, l->name);
+    int pt = prof_begin(PROF_LSTM);
     Backend *be = c->be;
     size_t mark = arena_mark(c->arena);
     Tensor G = nn_tensor(c, DT_F32, B, 4 * H);
@@ -251,6 +257,7 @@ void lstm_step_forward(Ctx *c, const Lstm *l, Tensor x_t, const LstmState *prev,
     } else {
         arena_release(c->arena, mark);
     }
+    prof_end(pt);
 }
 
 void lstm_step_backward(Ctx *c, const Lstm *l, LstmStepCache *k, Tensor dh_next, LstmState *dstate, Tensor dx_t) {
@@ -265,6 +272,7 @@ void lstm_step_backward(Ctx *c, const Lstm *l, LstmStepCache *k, Tensor dh_next,
         check_mat(l, fn, "dstate.c", dstate->c, B, H);
     }
     if (!tnull(dx_t)) check_mat(l, fn, "dx_t", dx_t, B, l->in);
+    int pt = prof_begin(PROF_LSTM);
     Backend *be = c->be;
     size_t mark = arena_mark(c->arena);
     Tensor G = k->G;
@@ -290,6 +298,7 @@ void lstm_step_backward(Ctx *c, const Lstm *l, LstmStepCache *k, Tensor dh_next,
     if (!tnull(dx_t)) OP(be, gemm, 0, 1, 1, G, param_val(c->ps, l->wx), 0, dx_t);
     k->G = tnone();
     arena_release(c->arena, mark);
+    prof_end(pt);
 }
 
 /* ---- bidirectional ---------------------------------------------------------- */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "core/check.h"
+#include "core/prof.h"
 #include "dist/comm.h"
 #include "nn/moe_dist.h"
 
@@ -396,6 +397,7 @@ void moe_forward(Ctx *c, const Moe *m, Tensor x, Tensor keys, Tensor y, MoeCache
     mc->keys = keys;
     mc->losses = nn_zeros(c, DT_F32, 1, MOE_LOSS_N);
 
+    int pt = prof_begin(PROF_GATE);
     LevelSpec s1 = spec_first(m, mc);
     level_forward(c, m, &s1, x, &mc->l1);
     if (!HIER(m)) {
@@ -432,7 +434,9 @@ void moe_forward(Ctx *c, const Moe *m, Tensor x, Tensor keys, Tensor y, MoeCache
            mc->l2.slot_exp, mc->l2.slot_gate, m->b, mc->tok_offs, mc->slot_exp, mc->slot_gate);
     }
 
+    prof_end(pt);
     /* dispatch (expert-major), experts, combine (per token, fixed order) */
+    pt = prof_begin(PROF_DISPATCH);
     int64_t M = mc->M;
     mc->exp_offs = nn_tensor(c, DT_I32, 1, E + 1);
     mc->slot_pair = nn_tensor(c, DT_I32, 1, M);
@@ -454,6 +458,8 @@ void moe_forward(Ctx *c, const Moe *m, Tensor x, Tensor keys, Tensor y, MoeCache
         mc->xe = nn_tensor(c, DT_F32, M, d);
         if (M) OP(be, gather_rows, x, mc->pair_tok, 0, mc->xe);
     }
+    prof_end(pt);
+    pt = prof_begin(PROF_EXPERTS);
     Tensor h[MOE_MAX_HIDDEN];
     if (!m->cfg.recompute) {
         experts_hidden(c, m, mc, h);
@@ -466,10 +472,14 @@ void moe_forward(Ctx *c, const Moe *m, Tensor x, Tensor keys, Tensor y, MoeCache
     if (mc->R) OP(be, gemm_grouped, 0, 1, h[m->nw - 2], param_val(c->ps, m->w[m->nw - 1]), mc->eoffs, 0, ye);
     if (m->shard) moe_dist_from_experts(c, mc, ye, mc->ye);
     arena_release(c->arena, mk);
+    prof_end(pt);
+    pt = prof_begin(PROF_COMBINE);
     OP(be, combine, mc->ye, mc->slot_gate, mc->tok_offs, mc->slot_pair, y);
+    prof_end(pt);
 
     /* balancing losses; their gradients are constants of the backward, kept here */
     if (m->cfg.gating == MOE_GATE_NONE) return;
+    pt = prof_begin(PROF_GATE);
     mc->imp = nn_zeros(c, DT_F32, E, 1);
     if (M) OP(be, scatter_add_rows, 1, treshape(mc->slot_gate, M, 1), mc->slot_exp, mc->imp);
     moe_dist_sum(c, mc->imp); /* Importance and Load are over the global batch */
@@ -504,6 +514,7 @@ void moe_forward(Ctx *c, const Moe *m, Tensor x, Tensor keys, Tensor y, MoeCache
         OP(be, axpby, 1, mc->l1.thr_loss, 0, tl);
         if (HIER(m)) OP(be, axpby, 1, mc->l2.thr_loss, 1, tl);
     }
+    prof_end(pt);
 }
 
 /* ---- backward --------------------------------------------------------------- */
@@ -514,10 +525,14 @@ void moe_backward(Ctx *c, const Moe *m, MoeCache *mc, Tensor dy, Tensor dx) {
     CHECK_ARG(dy.r == N && dy.c == d && dx.r == N && dx.c == d, "MoE '%s': gradient shapes differ from the forward",
               m->name);
     size_t mark = arena_mark(c->arena); /* everything below is temporary */
+    int pt = prof_begin(PROF_COMBINE);
     Tensor dye = nn_tensor(c, DT_F32, M, d);
     Tensor dsg = nn_tensor(c, DT_F32, 1, M);
     OP(be, combine_bwd, dy, mc->ye, mc->slot_gate, mc->tok_offs, mc->slot_pair, dye, dsg);
+    prof_end(pt);
+    pt = prof_begin(PROF_GATE);
     if (!tnull(mc->dimp) && M) OP(be, gather_rows, mc->dimp, mc->slot_exp, 1, treshape(dsg, M, 1));
+    prof_end(pt);
     int64_t R = mc->R;
     if (m->shard) {
         Tensor dyl = nn_tensor(c, DT_F32, R, d);
@@ -526,6 +541,7 @@ void moe_backward(Ctx *c, const Moe *m, MoeCache *mc, Tensor dy, Tensor dx) {
     }
 
     /* experts, last layer first */
+    pt = prof_begin(PROF_EXPERTS);
     Tensor h[MOE_MAX_HIDDEN];
     if (m->cfg.recompute)
         experts_hidden(c, m, mc, h);
@@ -535,6 +551,9 @@ void moe_backward(Ctx *c, const Moe *m, MoeCache *mc, Tensor dy, Tensor dx) {
     for (int l = m->nw - 1; l >= 0; l--) {
         Tensor in = l == 0 ? mc->xe : h[l - 1];
         Tensor din = nn_tensor(c, DT_F32, R, l == 0 ? d : m->cfg.hidden);
+        /* lazy experts: mark the ones that got rows (core/params.h) */
+        const Param *pw = &c->ps->p[m->w[l]];
+        if (pw->lazy_items && M) OP(be, rows_mark, mc->slot_exp, pw->mark);
         if (R) {
             OP(be, gemm_grouped_wgrad, 1, in, dout, mc->eoffs, 1, param_grad(c->ps, m->w[l]));
             OP(be, gemm_grouped, 1, 1, dout, param_val(c->ps, m->w[l]), mc->eoffs, 0, din);
@@ -542,6 +561,8 @@ void moe_backward(Ctx *c, const Moe *m, MoeCache *mc, Tensor dy, Tensor dx) {
         }
         dout = din;
     }
+    prof_end(pt);
+    pt = prof_begin(PROF_DISPATCH);
     if (m->shard) {
         Tensor dxp = nn_tensor(c, DT_F32, M, d);
         moe_dist_from_experts(c, mc, dout, dxp);
@@ -549,11 +570,14 @@ void moe_backward(Ctx *c, const Moe *m, MoeCache *mc, Tensor dy, Tensor dx) {
     }
     /* dispatch backward: every token sums the gradients of its pairs */
     OP(be, combine, dout, tnone(), mc->tok_offs, mc->slot_pair, dx);
+    prof_end(pt);
 
+    pt = prof_begin(PROF_GATE);
     LevelSpec s1 = spec_first(m, mc);
     if (!HIER(m)) {
         level_backward(c, m, &s1, mc->x, &mc->l1, dsg, dx);
         arena_release(c->arena, mark);
+        prof_end(pt);
         return;
     }
     Tensor dsg1 = nn_tensor(c, DT_F32, 1, mc->l1.M);
@@ -568,6 +592,7 @@ void moe_backward(Ctx *c, const Moe *m, MoeCache *mc, Tensor dy, Tensor dx) {
     OP(be, axpby, 1, dxg, 1, dx);
     level_backward(c, m, &s1, mc->x, &mc->l1, dsg1, dx);
     arena_release(c->arena, mark);
+    prof_end(pt);
 }
 
 /* ---- statistics -------------------------------------------------------------- */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/prof.h"
 
 enum { SITE_SAMPLER = 0 };
 
@@ -117,6 +118,7 @@ static void full_scan(Ctx *c, const Softmax *sm, Tensor H, Tensor targets, Tenso
 void softmax_full_forward(Ctx *c, const Softmax *sm, Tensor H, Tensor targets, Tensor w, Tensor loss,
                           SoftmaxCache *cache) {
     check_io("softmax_full_forward", sm, H, targets, w, loss, cache);
+    int pt = prof_begin(PROF_SOFTMAX);
     int64_t N = H.r;
     *cache = (SoftmaxCache){0};
     cache->H = H;
@@ -144,6 +146,7 @@ void softmax_full_forward(Ctx *c, const Softmax *sm, Tensor H, Tensor targets, T
         OP(c->be, ce_finish, m, s, tl, w, cache->lse, loss);
     }
     arena_release(c->arena, mk);
+    prof_end(pt);
 }
 
 void softmax_logprob(Ctx *c, const Softmax *sm, Tensor H, Tensor targets, Tensor logp) {
@@ -244,10 +247,12 @@ void softmax_samples_set(Ctx *c, const Softmax *sm, const int32_t *ids, int64_t 
 void softmax_sample(Ctx *c, const Softmax *sm, int64_t S, const int32_t *targets, int64_t N, SoftmaxSamples *out) {
     CHECK_ARG(S >= 1 && S <= sm->vocab, "softmax samples: %lld samples for a vocabulary of %lld", (long long)S,
               (long long)sm->vocab);
+    int pt = prof_begin(PROF_SOFTMAX);
     int32_t *ids = xmalloc((size_t)S * sizeof *ids, "sample ids");
     int64_t tries = sampler_draw(&sm->sampler, S, c->seed, nn_stream(c, sm->site), ids);
     softmax_samples_set(c, sm, ids, S, tries, targets, N, out);
     free(ids);
+    prof_end(pt);
 }
 
 void softmax_sampled_forward(Ctx *c, const Softmax *sm, const SoftmaxSamples *smp, Tensor H, Tensor targets,
@@ -258,6 +263,7 @@ void softmax_sampled_forward(Ctx *c, const Softmax *sm, const SoftmaxSamples *sm
     check_vec("softmax_sampled_forward", "sample ids", smp->ids, DT_I32, S);
     check_vec("softmax_sampled_forward", "sample logQ", smp->logq, DT_F32, S);
     check_vec("softmax_sampled_forward", "target logQ", smp->logq_target, DT_F32, N);
+    int pt = prof_begin(PROF_SOFTMAX);
     Backend *be = c->be;
     Tensor W = param_val(c->ps, sm->w), b = param_val(c->ps, sm->b);
     *cache = (SoftmaxCache){0};
@@ -289,6 +295,7 @@ void softmax_sampled_forward(Ctx *c, const Softmax *sm, const SoftmaxSamples *sm
     /* in place: the logits become their gradient */
     OP(be, sampled_ce, cache->dlogits, tl, smp->ids, targets, w, loss, cache->dtl);
     arena_release(c->arena, mk);
+    prof_end(pt);
 }
 
 static void sampled_backward(Ctx *c, const Softmax *sm, const SoftmaxCache *k, Tensor dH) {
@@ -327,8 +334,10 @@ void softmax_backward(Ctx *c, const Softmax *sm, const SoftmaxCache *cache, Tens
                   "softmax_backward: dH is %s, expected [%lld x %lld]", tdesc(dH, d, sizeof d),
                   (long long)cache->H.r, (long long)sm->dim);
     }
+    int pt = prof_begin(PROF_SOFTMAX);
     if (cache->sampled)
         sampled_backward(c, sm, cache, dH);
     else
         full_backward(c, sm, cache, dH);
+    prof_end(pt);
 }

@@ -12,6 +12,7 @@
 
 #include "core/check.h"
 #include "core/log.h"
+#include "core/threads.h"
 #include "data/lmbatch.h"
 #include "data/textio.h"
 #include "decode/translate.h"
@@ -297,6 +298,7 @@ static int eval_translate(const Config *cfg) {
 }
 
 int main(int argc, char **argv) {
+    threads_wait_policy(argv); /* may restart the program (core/threads.h) */
     Config *cfg = options_init(TOOL_EVAL, argc, argv);
     if (session_info(cfg, "moe-eval")) {
         cfg_free(cfg); /* LeakSanitizer: --version, --build-info */

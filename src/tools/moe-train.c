@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/threads.h"
 #include "train/plan.h"
 #include "train/session.h"
 #include "train/trainer.h"
@@ -23,6 +24,7 @@ static int plan(const Config *cfg) {
 }
 
 int main(int argc, char **argv) {
+    threads_wait_policy(argv); /* may restart the program (core/threads.h) */
     Config *cfg = options_init(TOOL_TRAIN, argc, argv);
     if (session_info(cfg, "moe-train")) {
         cfg_free(cfg); /* LeakSanitizer: --version, --build-info */

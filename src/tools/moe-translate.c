@@ -20,6 +20,7 @@
 
 #include "core/check.h"
 #include "core/log.h"
+#include "core/threads.h"
 #include "decode/translate.h"
 #include "model/s2s_file.h"
 #include "train/session.h"
@@ -101,6 +102,7 @@ static void emit(FILE *f, const TransOut *o, int64_t id, int nbest) {
 }
 
 int main(int argc, char **argv) {
+    threads_wait_policy(argv); /* may restart the program (core/threads.h) */
     Config *cfg = options_init(TOOL_TRANSLATE, argc, argv);
     if (session_info(cfg, "moe-translate")) {
         cfg_free(cfg); /* LeakSanitizer: --version, --build-info */

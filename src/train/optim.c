@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/prof.h"
 #include "dist/comm.h"
 
 enum { OPTIM_COUNTERS_VERSION = 1 };
@@ -86,9 +87,9 @@ static void grad_sumsq(Optimizer *opt, ParamStore *ps) {
     int started[2] = {0, 0};
     for (int i = 0; i < ps->n; i++) {
         const Param *p = &ps->p[i];
-        Tensor g = treshape(param_grad(ps, i), p->b * p->r, p->c);
+        Tensor g = param_marked_view(p, param_grad(ps, i));
         int part = comm_world(opt->comm) > 1 && param_sharded(p);
-        OP(ps->be, sumsq, g, p->sparse ? p->mark : tnone(), tcols(opt->sumsq, part, 1), started[part]);
+        OP(ps->be, sumsq, g, p->mark.p ? p->mark : tnone(), tcols(opt->sumsq, part, 1), started[part]);
         started[part] = 1;
     }
     for (int part = 0; part < 2; part++)
@@ -104,8 +105,8 @@ static void apply_param(const Optimizer *opt, ParamStore *ps, int i, real lr, re
     switch (optim_param_kind(opt, p)) {
     case OPT_ADAM: {
         Tensor m = tcols(st, 0, n), v = tcols(st, n, n);
-        if (p->sparse)
-            OP(be, adam_rows, treshape(w, p->r, p->c), g, m, v, p->mark, lr, (real)c->b1, (real)c->b2,
+        if (p->sparse || p->lazy_items)
+            OP(be, adam_rows, param_marked_view(p, w), g, m, v, p->mark, lr, (real)c->b1, (real)c->b2,
                (real)c->eps, opt->step, gscale);
         else
             OP(be, adam, w, g, m, v, lr, (real)c->b1, (real)c->b2, (real)c->eps, opt->step, gscale);
@@ -132,6 +133,7 @@ int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, O
                   ps->p[i].name, (long long)ps->p[i].opt_len,
                   optim_kind_name(optim_param_kind(opt, &ps->p[i])),
                   (long long)optim_state_size(&ps->p[i], opt));
+    int pt = prof_begin(PROF_OPTIM);
     if (opt->be != ps->be) {
         optim_free(opt);
         opt->be = ps->be;
@@ -148,6 +150,7 @@ int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, O
     OptStepInfo info = {.gnorm = gnorm, .scale = 1, .finite = isfinite(gnorm), .step = opt->step};
     if (!info.finite) {
         if (out) *out = info;
+        prof_end(pt);
         return 0;
     }
     if (opt->cfg.clip_norm > 0 && gnorm > opt->cfg.clip_norm) {
@@ -160,6 +163,7 @@ int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, O
     params_zero_grad(ps);
     info.step = opt->step;
     if (out) *out = info;
+    prof_end(pt);
     return 1;
 }
 

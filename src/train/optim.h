@@ -16,7 +16,11 @@
  *   - sparse parameters (Param.sparse, embedding/softmax tables) under Adam
  *     take lazy Adam on the rows marked in Param.mark; under SGD a dense step,
  *     which is exact because unmarked gradient rows are zero (params_zero_grad
- *     keeps them so).
+ *     keeps them so);
+ *   - stacked experts of a single process (Param.lazy_items) likewise take
+ *     lazy Adam per expert: an expert that got no rows in the update has no
+ *     mark, and its values, moments and gradient are not touched (the
+ *     factored optimizer and SGD stay dense).
  * Optimizer-state layout inside the store's opt region (param_opt):
  *   Adam     [m (numel) | v (numel)]                        2 * numel
  *   factored [vr (b*r) | vc (b*c)] per stacked matrix       b * (r + c)

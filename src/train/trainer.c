@@ -13,6 +13,7 @@
 
 #include "core/check.h"
 #include "core/fault.h"
+#include "core/prof.h"
 #include "core/log.h"
 #include "dist/grad_sync.h"
 #include "io/lockfile.h"
@@ -354,6 +355,21 @@ static void fmt_eta(double s, char *buf, size_t n) {
     snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
 }
 
+/* The [prof] line: milliseconds per update of each part, and of the rest. */
+static void log_prof(const Trainer *tr, double step_s, int64_t steps) {
+    double p[PROF_N], rest = step_s;
+    prof_take(p);
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "step %lld | step %.1f", (long long)tr->pr.step, 1e3 * step_s);
+    for (int i = 0; i < PROF_N; i++) {
+        p[i] /= (double)steps;
+        rest -= p[i];
+        n += snprintf(buf + n, sizeof buf - (size_t)n, " | %s %.1f", prof_names[i], 1e3 * p[i]);
+    }
+    snprintf(buf + n, sizeof buf - (size_t)n, " | other %.1f", 1e3 * rest);
+    log_line("prof", "%s", buf);
+}
+
 /* ---- the loop ----------------------------------------------------------------------------- */
 
 /* One line on how the processes share the work. */
@@ -470,6 +486,9 @@ int trainer_run(Config *cfg, Task *task) {
     if (tr->watch.sigmas > 0) divwatch_weights(&tr->watch, sqrt(weights_sumsq(tr)), dmsg, sizeof dmsg);
 
     int64_t disp = cfg_int(cfg, "disp-freq"), vfreq = cfg_int(cfg, "valid-freq"), sfreq = cfg_int(cfg, "save-freq");
+    if (cfg_bool(cfg, "profile")) prof_enable(tr->be);
+    double prof[PROF_N];
+    prof_take(prof); /* setup is not an update */
     double win_loss = 0, t_win = now_s(), t_start = now_s();
     int64_t win_tok = 0, win_steps = 0, start_tokens = tr->pr.tokens, start_step = tr->pr.step;
     int exit_code = EXIT_OK, mem_logged = 0;
@@ -563,6 +582,7 @@ int trainer_run(Config *cfg, Task *task) {
             log_line("train", "step %lld | epoch %lld | loss %.6f | ppl %.2f | tokens/s %.0f | lr %.3e | gnorm %.3f | eta %s",
                      (long long)tr->pr.step, (long long)tr->pr.epoch + 1, ce, exp(ce), tps, lr, info.gnorm, es);
             if (stats.experts) log_moe(tr, &stats);
+            if (prof_enabled()) log_prof(tr, (t - t_win) / (double)win_steps, win_steps);
             win_loss = 0;
             win_tok = win_steps = 0;
             t_win = t;
@@ -573,11 +593,13 @@ int trainer_run(Config *cfg, Task *task) {
             break;
         }
         double t_pause = now_s();
+        prof_suspend(1);
         if (vfreq > 0 && tr->pr.step % vfreq == 0 && validate(tr)) {
             why = "early stopping";
             break;
         }
         if (sfreq > 0 && tr->pr.step % sfreq == 0) save(tr, "periodic");
+        prof_suspend(0);
         t_win += now_s() - t_pause; /* throughput counts training time only */
     }
     /* the model that training ends with is validated too (once per step) */

@@ -3,8 +3,9 @@
 # configuration G1-G5 end to end and writes valid JSON; bench_cuda --cpu --dump-check writes the
 # correctness-gate files (one tiny model per configuration family with its batch, our loss and
 # gradient norms), and bench/torch_ref.py --check recomputes loss and gradient norms with PyTorch
-# from the same weights and batch. Where torch or numpy is missing, that last half is left out
-# and says so in a "note:" line (tests/run.sh shows it); the CPU half still has to pass.
+# from the same weights and batch ($TORCH_PY or the venv of make bench-torch-cpu, $O/venv, is
+# used when it has them). Where torch or numpy is missing, that last half is left out and says
+# so in a "note:" line (tests/run.sh shows it); the CPU half still has to pass.
 . "$(dirname "$0")/common.bash"
 O=${O:-build}
 case $O in /*) ;; *) O=$ROOT/$O ;; esac
@@ -34,12 +35,20 @@ fi
 for f in lm-dense lm-moe lm-hier s2s; do
     [ -s "dc/$f.bin" ] || fail "no dc/$f.bin"
 done
-if ! python3 -c "import torch, numpy" >/dev/null 2>&1; then
-    echo "note: the PyTorch comparison is left out: no torch or numpy for python3 (pip install torch numpy)"
+# PyTorch: $TORCH_PY, else the venv of make bench-torch-cpu, else python3
+PY=python3
+for cand in "${TORCH_PY:-}" "$O/venv/bin/python"; do
+    if [ -n "$cand" ] && [ -x "$cand" ] && "$cand" -c "import torch, numpy" >/dev/null 2>&1; then
+        PY=$cand
+        break
+    fi
+done
+if ! "$PY" -c "import torch, numpy" >/dev/null 2>&1; then
+    echo "note: the PyTorch comparison is left out: no torch or numpy for python3 (pip install torch numpy, or make bench-torch-cpu)"
     echo "bench_cuda runs G1-G5 on the CPU and writes the check files of all four families"
     exit 0
 fi
-python3 "$ROOT/bench/torch_ref.py" --check dc >check.txt 2>&1 || { cat check.txt; fail "torch_ref.py --check"; }
+"$PY" "$ROOT/bench/torch_ref.py" --check dc >check.txt 2>&1 || { cat check.txt; fail "torch_ref.py --check"; }
 cat check.txt
 grep -q "^check: passed" check.txt || fail "the check did not pass"
 echo "bench_cuda runs G1-G5 on the CPU; our loss and gradient norms match PyTorch's for all four families"

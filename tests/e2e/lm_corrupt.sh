@@ -16,7 +16,10 @@ head -c 100 m.bin >short.bin
 expect 1 "short.bin" "$BIN/moe-eval" -m short.bin --text test.txt
 
 cp m.bin flip.bin
-printf '\xff' | dd of=flip.bin bs=1 seek=$((size / 2)) conv=notrunc status=none
+# the complement of the byte there (writing a fixed value may change nothing)
+byte=$(od -An -tu1 -j $((size / 2)) -N1 m.bin)
+printf "\\$(printf %03o $((255 - byte)))" | dd of=flip.bin bs=1 seek=$((size / 2)) conv=notrunc status=none
+cmp -s m.bin flip.bin && fail "the flip changed nothing"
 expect 1 "corrupt|CRC" "$BIN/moe-eval" -m flip.bin --text test.txt
 cp m.bin flip2.bin
 printf '\x7f' | dd of=flip2.bin bs=1 seek=40 conv=notrunc status=none

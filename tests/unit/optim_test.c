@@ -64,6 +64,11 @@ static void set_marks(Fx *f, int id, const int32_t *rows, int n) {
     OP(f->be, rows_mark, ids, f->ps.p[id].mark);
     be_free_tensor(f->be, &ids);
 }
+/* Every stacked expert got rows: mark all lazy items (Param.lazy_items). */
+static void all_experts_used(Fx *f) {
+    for (int i = 0; i < f->ps.n; i++)
+        if (f->ps.p[i].lazy_items) OP(f->be, fill, f->ps.p[i].mark, 1.0);
+}
 static void assert_close(const double *got, const double *want, int64_t n, double atol, double rtol,
                          const char *what) {
     for (int64_t i = 0; i < n; i++) {
@@ -158,6 +163,7 @@ static void test_adam_dense(void **state) {
     for (int t = 0; t < 2; t++) {
         rnd_fill(&s, g, N, amp[t]);
         put(f.be, f.ps.grad, g);
+        all_experts_used(&f);
         double ss = 0;
         for (int i = 0; i < N; i++) ss += g[i] * g[i];
         double norm = sqrt(ss) * extra[t];
@@ -262,6 +268,66 @@ static void test_lazy_adam(void **state) {
 
 /* ---- SGD ------------------------------------------------------------------ */
 
+/* Stacked experts take lazy Adam per expert (Param.lazy_items): an expert no
+ * row reached (no mark) keeps its values and moments bitwise and stays out
+ * of the norm; a marked one moves exactly as dense Adam moves it. With a
+ * communicator (ps.dist) experts stay dense. */
+static void test_lazy_experts(void **state) {
+    (void)state;
+    OptConfig oc;
+    optim_config_default(&oc);
+    oc.clip_norm = 0;
+    Fx f;
+    fx_begin(&f, &oc);
+    enum { E = 3, R = 2, C = 4, NE = E * R * C, IT = R * C };
+    int x = params_add(&f.ps, "moe.expert.w_in", PARAM_EXPERT, E, R, C, INIT_ZERO, 0);
+    assert_true(f.ps.p[x].lazy_items);
+    fx_alloc(&f);
+    double w0[NE], w[NE], g[NE], m[NE] = {0}, v[NE] = {0}, got[NE], st[2 * NE];
+    uint64_t s = 5;
+    rnd_fill(&s, w0, NE, 1.0);
+    memcpy(w, w0, sizeof w);
+    put(f.be, param_val(&f.ps, x), w);
+    for (int step = 1; step <= 2; step++) {
+        /* step 1: experts 0 and 2 got rows; step 2: only expert 1 */
+        rnd_fill(&s, g, NE, 1.0);
+        int used[E] = {step == 1, step == 2, step == 1};
+        for (int e = 0; e < E; e++)
+            if (!used[e])
+                for (int j = 0; j < IT; j++) g[e * IT + j] = 0;
+        put(f.be, param_grad(&f.ps, x), g);
+        if (step == 1)
+            set_marks(&f, x, (const int32_t[]){2, 0, 2}, 3);
+        else
+            set_marks(&f, x, (const int32_t[]){1}, 1);
+        double ss = 0;
+        for (int i = 0; i < NE; i++) ss += g[i] * g[i];
+        OptStepInfo info;
+        assert_int_equal(optim_step(&f.opt, &f.ps, 0.1f, 1.0f, &info), 1);
+        assert_true(fabs(info.gnorm - sqrt(ss)) <= 1e-6 * sqrt(ss));
+        for (int e = 0; e < E; e++)
+            if (used[e])
+                host_adam(w + e * IT, g + e * IT, m + e * IT, v + e * IT, IT, (double)0.1f, RL(oc.b1), RL(oc.b2),
+                          RL(oc.eps), step, 1.0);
+        get(f.be, param_val(&f.ps, x), got);
+        assert_close(got, w, NE, 2e-6, 0, "expert w");
+        get(f.be, param_opt(&f.ps, x), st);
+        assert_close(st, m, NE, 1e-7, 1e-5, "expert m");
+        assert_close(st + NE, v, NE, 1e-9, 1e-5, "expert v");
+        get(f.be, param_grad(&f.ps, x), got);
+        for (int i = 0; i < NE; i++) assert_true(got[i] == 0);
+    }
+    /* expert 1 was idle in step 1: its values are bitwise the initial ones until step 2 */
+    fx_end(&f);
+
+    /* a store driven by a communicator keeps experts dense */
+    fx_begin(&f, &oc);
+    f.ps.dist = 1;
+    x = params_add(&f.ps, "moe.expert.w_in", PARAM_EXPERT, E, R, C, INIT_ZERO, 0);
+    assert_false(f.ps.p[x].lazy_items);
+    fx_end(&f);
+}
+
 static void test_sgd(void **state) {
     (void)state;
     OptConfig oc;
@@ -283,6 +349,7 @@ static void test_sgd(void **state) {
     for (int j = 0; j < 2; j++) g[10 + 0 * 2 + j] = g[10 + 2 * 2 + j] = 0; /* emb rows 0, 2 untouched */
     put(f.be, f.ps.val, w);
     put(f.be, f.ps.grad, g);
+    all_experts_used(&f);
     set_marks(&f, e, (const int32_t[]){1}, 1);
     OptStepInfo info;
     assert_int_equal(optim_step(&f.opt, &f.ps, 0.5f, 0.25f, &info), 1);
@@ -361,6 +428,7 @@ static void test_factored(void **state) {
         for (int i = 0; i < M; i++) gx[i] = t * G1[i];
         put(f.be, param_grad(&f.ps, x), gx);
         put(f.be, param_grad(&f.ps, y), H[t - 1]);
+        all_experts_used(&f);
         OptStepInfo info;
         assert_int_equal(optim_step(&f.opt, &f.ps, (real)lr, 1.0f, &info), 1);
 
@@ -448,6 +516,7 @@ static void test_clip_exact(void **state) {
     OptStepInfo info;
     /* 13 > 6.5: scale exactly 0.5 */
     put(f.be, f.ps.grad, g);
+    all_experts_used(&f);
     assert_int_equal(optim_step(&f.opt, &f.ps, 1.0f, 1.0f, &info), 1);
     assert_true(info.gnorm == 13.0 && info.scale == 0.5 && info.clipped == 1);
     get(f.be, f.ps.val, got);
@@ -455,6 +524,7 @@ static void test_clip_exact(void **state) {
     /* grad_scale_extra 0.5: norm 6.5, not above the clip, scale 1 */
     memcpy(w, got, sizeof w);
     put(f.be, f.ps.grad, g);
+    all_experts_used(&f);
     assert_int_equal(optim_step(&f.opt, &f.ps, 1.0f, 0.5f, &info), 1);
     assert_true(info.gnorm == 6.5 && info.scale == 1.0 && info.clipped == 0);
     get(f.be, f.ps.val, got);
@@ -462,6 +532,7 @@ static void test_clip_exact(void **state) {
     /* grad_scale_extra 2: norm 26, scale 0.25, effective factor 2 * 0.25 */
     memcpy(w, got, sizeof w);
     put(f.be, f.ps.grad, g);
+    all_experts_used(&f);
     assert_int_equal(optim_step(&f.opt, &f.ps, 2.0f, 2.0f, &info), 1);
     assert_true(info.gnorm == 26.0 && info.scale == 0.25 && info.clipped == 1);
     get(f.be, f.ps.val, got);
@@ -492,6 +563,7 @@ static void test_nonfinite(void **state) {
     /* one good step so that the moments are not zero */
     rnd_fill(&s, g, N, 1.0);
     put(f.be, f.ps.grad, g);
+    all_experts_used(&f);
     set_marks(&f, e, (const int32_t[]){0, 2}, 2);
     assert_int_equal(optim_step(&f.opt, &f.ps, 0.01f, 1.0f, NULL), 1);
 
@@ -500,6 +572,7 @@ static void test_nonfinite(void **state) {
         rnd_fill(&s, g, N, 1.0);
         g[12 + 4] = bad[k]; /* inside "d" */
         put(f.be, f.ps.grad, g);
+        all_experts_used(&f);
         set_marks(&f, e, (const int32_t[]){1}, 1);
         get(f.be, f.ps.val, v0);
         get(f.be, f.ps.opt, s0);
@@ -645,7 +718,7 @@ static void test_bad_args(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_size),  cmocka_unit_test(test_adam_dense),
-        cmocka_unit_test(test_lazy_adam),   cmocka_unit_test(test_sgd),
+        cmocka_unit_test(test_lazy_adam),   cmocka_unit_test(test_lazy_experts), cmocka_unit_test(test_sgd),
         cmocka_unit_test(test_factored),    cmocka_unit_test(test_clip_exact),
         cmocka_unit_test(test_nonfinite),   cmocka_unit_test(test_counters),
         cmocka_unit_test(test_describe_and_names), cmocka_unit_test(test_bad_args),

@@ -1,0 +1,12 @@
+#include "core/threads.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+void threads_wait_policy(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    /* no /proc (or no exec): keep going as we are; the environment now says
+     * passive, which children started from here will honour */
+}
