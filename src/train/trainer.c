@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "dist/grad_sync.h"
 #include "io/model_io.h"
+#include "train/loadlog.h"
 #include "train/plan.h"
 #include "train/session.h"
 
@@ -336,6 +337,7 @@ int trainer_run(Config *cfg, Task *task) {
     if (is_root(tr)) tr->comm->ops->barrier(tr->comm);
     if (tr->ps.dist) log_comm(tr);
     setup_optimizer(tr);
+    LoadLog *loads = loadlog_start(tr, mode != RECOVER_NONE ? mstep : -1);
     /* what this process will hold (the [memory] line after the first update has the measure) */
     PlanResult plan;
     if (!plan_compute(cfg, comm_world(tr->comm), 1, tr->vocab, &plan, err, sizeof err))
@@ -369,6 +371,7 @@ int trainer_run(Config *cfg, Task *task) {
         double step_ce = 0;
         int64_t step_tok = 0;
         stats.experts = 0;
+        loadlog_begin_update(loads, tr);
         for (int a = 0; a < tr->delay; a++) {
             tr->ctx.draw = (uint64_t)(tr->pr.step * tr->delay + a);
             arena_reset(&tr->arena);
@@ -409,6 +412,7 @@ int trainer_run(Config *cfg, Task *task) {
                        (long long)tr->pr.step + 1);
         tr->pr.step++;
         tr->pr.tokens += step_tok;
+        loadlog_end_update(loads, tr);
         if (!mem_logged) {
             /* the first update sized the arena for a step's activations */
             arena_reset(&tr->arena);
@@ -452,6 +456,7 @@ int trainer_run(Config *cfg, Task *task) {
         t_win += now_s() - t_pause; /* throughput counts training time only */
     }
     save(tr, why);
+    loadlog_finish(loads, tr);
     log_line("train", "finished | %s | steps %lld | tokens %lld | %.1fs | tokens/s %.0f", why, (long long)tr->pr.step,
              (long long)tr->pr.tokens, now_s() - t_start, (double)(tr->pr.tokens - start_tokens) / (now_s() - t_start));
     task->ops->free(task);
