@@ -179,6 +179,8 @@ int main(int argc, char **argv) {
     parse(argc, argv, &a);
     if (a.dump) {
         if (a.nfiles) FATAL_HINT(EXIT_USAGE, HINT, "--dump takes one file and no other");
+        free(a.files);
+        free(a.labels);
         return dump(a.dump);
     }
     if (!a.nfiles) FATAL_HINT(EXIT_USAGE, "e.g. moe-plot -o plots train.log", "no file to plot");

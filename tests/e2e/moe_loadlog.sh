@@ -6,7 +6,8 @@
 # translation model records its encoder and decoder MoE and the decoder's tokens add up to
 # the run's target tokens. A run stopped by SIGTERM, and one killed with -9 whose file then
 # lost the end of its last record, resume and leave a file byte-identical to an
-# uninterrupted run's: no duplicate, no gap. 2 MPI processes record what 1 process does.
+# uninterrupted run's: no duplicate, no gap. 2 MPI processes record what 1 process does
+# (flat, and hierarchical with a group of experts on each).
 # Misuse is a one-line error.
 . "$(dirname "$0")/common.bash"
 gen() { # sentences seed file: a fixed LCG, so the text does not depend on awk's rand()
@@ -111,7 +112,12 @@ if command -v mpirun >/dev/null && "$BIN/moe-train" --build-info | grep -q '^MPI
         --moe-top-k 2 --optimizer-delay 2 --disp-freq 5 --moe-load-freq 3 --after 30u) || fail "2 processes"
     dump mpi/m.load >mpi.txt
     diff flat.txt mpi.txt >/dev/null || fail "2 processes recorded other counts than 1: $(diff flat.txt mpi.txt | head -n 4)"
-    echo "2 MPI processes: the same counts as 1"
+    mkdir mpi-hier # each process holds one group of experts
+    (cd mpi-hier && mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN/moe-train" "${common[@]}" --moe-expert-count 8 \
+        --moe-groups 2 --moe-top-k 2 --disp-freq 5 --moe-load-freq 5 --after 20u) || fail "2 processes, hierarchical"
+    dump mpi-hier/m.load >mpi-hier.txt
+    diff hier.txt mpi-hier.txt >/dev/null || fail "2 processes, hierarchical: $(diff hier.txt mpi-hier.txt | head -n 4)"
+    echo "2 MPI processes: the same counts as 1 (flat, and hierarchical with a group per process)"
 else
     echo "note: no MPI here, the 2-process check was left out"
 fi
