@@ -174,7 +174,7 @@ static void panel_loss(PlotBuf *b, const Runs *r, int xcol, const char *title, c
 static void panel_train(PlotBuf *b, const Runs *r, size_t off, int col, const char *title, const char *ylabel,
                         int logy) {
     pbuf_printf(b, "set title \"%s\"\nset xlabel \"update\"\nset ylabel \"%s\"\nset xrange [0:*]\n", title, ylabel);
-    pbuf_printf(b, logy ? "set logscale y\nset format y \"%%g\"\n" : "set format y \"%%g\"\n");
+    pbuf_printf(b, logy ? "set logscale y\nset format y \"%%g\"\n" : "set format y \"%%g\"\nset yrange [0:*]\n");
     pbuf_printf(b, "plot ");
     int first = 1;
     for (int i = 0; i < r->n; i++) {
@@ -183,7 +183,7 @@ static void panel_train(PlotBuf *b, const Runs *r, size_t off, int col, const ch
                     dash(i), color(i));
         first = 0;
     }
-    pbuf_printf(b, "\nunset logscale y\n");
+    pbuf_printf(b, "\nunset logscale y\nset yrange [*:*]\n");
 }
 
 static void panel_scores(PlotBuf *b, const Runs *r) {
@@ -304,6 +304,7 @@ int plot_training(const PlotCtx *pc, const TrainLog *logs, const char *const *la
     panel_train(&body, &r, offsetof(TrainPoint, lr), 6, "Learning rate", "learning rate", 0);
     panel_train(&body, &r, offsetof(TrainPoint, gnorm), 7, "Gradient norm (before clipping)", "L2 norm", 0);
     panel_train(&body, &r, offsetof(TrainPoint, tps), 5, "Throughput", "target tokens per second", 0);
+    if (scores) pbuf_printf(&body, "set multiplot next\n"); /* the legend in the last slot */
     panel_legend(&body, &r);
     pbuf_printf(&body, "unset multiplot\n");
     int rc = render(pc, "training", PANEL_W * cols, PANEL_H * 2, &data, &body, err, nerr);
@@ -334,7 +335,7 @@ static int moe_logscale(const Runs *r, int layer, size_t off) {
 }
 
 static void panel_moe(PlotBuf *b, const Runs *r, const int *has, int layer, int col, size_t off, const char *title,
-                      const char *ylabel, double ref, double ymax) {
+                      const char *ylabel, double ref, double ymax) { /* ref: the range starts there */
     int logy = off != (size_t)-1 && moe_logscale(r, layer, off);
     double hi = 0; /* an all-zero series needs a range */
     for (int i = 0; off != (size_t)-1 && i < r->n; i++)
@@ -344,8 +345,10 @@ static void panel_moe(PlotBuf *b, const Runs *r, const int *has, int layer, int 
                 title, ylabel);
     if (logy)
         pbuf_printf(b, "set logscale y\nset yrange [*:*]\n");
-    else if (ymax > 0)
-        pbuf_printf(b, "set yrange [0:%g]\n", ymax);
+    else if (ymax > 0) /* a count: a line at 0 stays visible above the axis */
+        pbuf_printf(b, "set yrange [%g:%g]\n", -0.03 * ymax, ymax);
+    else if (ref > 0) /* max/mean: from perfect balance up */
+        pbuf_printf(b, "set yrange [%g:%g<*]\n", ref, 1.5 * ref);
     else
         pbuf_printf(b, hi > 0 ? "set yrange [0:*]\n" : "set yrange [0:1]\n");
     pbuf_printf(b, "plot ");
@@ -356,7 +359,6 @@ static void panel_moe(PlotBuf *b, const Runs *r, const int *has, int layer, int 
                     dash(i), color(i));
         first = 0;
     }
-    if (ref > 0) pbuf_printf(b, ", \\\n  %g with lines dt 3 lc rgb \"#808080\"", ref);
     pbuf_printf(b, "\nunset logscale y\nset yrange [*:*]\n");
 }
 
@@ -402,19 +404,19 @@ int plot_moe(const PlotCtx *pc, const TrainLog *logs, const char *const *labels,
         panel_moe(&body, &r, has, L, 3, offsetof(MoePoint, cv2_load),
                   "CV² of load (smooth load estimate per expert)", "squared coefficient of variation", 0, 0);
         panel_moe(&body, &r, has, L, 4, offsetof(MoePoint, max_mean), "Most loaded expert (tokens)",
-                  "max / mean tokens per expert", 1, 0);
+                  "max / mean tokens per expert (1 = balanced)", 1, 0);
         char ul[96];
         snprintf(ul, sizeof ul, "experts without a token (of %d)", experts);
         panel_moe(&body, &r, has, L, 5, (size_t)-1, "Unused experts", ul, 0, experts);
-        /* the legend panel, without the validation style */
-        pbuf_printf(&body, "unset title\nunset xlabel\nunset ylabel\nunset border\nunset tics\nunset grid\n"
+        /* the legend panel in the last slot, without the validation style */
+        pbuf_printf(&body, "set multiplot next\nunset title\nunset xlabel\nunset ylabel\nunset border\nunset tics\nunset grid\n"
                            "set xrange [0:1]\nset yrange [0:1]\nset key center center vertical Left reverse samplen 4 "
                            "spacing 1.6 font \",11\"\nplot ");
         for (int i = 0; i < n; i++) {
             pbuf_printf(&body, "%sNaN with lines lw 3 dt %d lc rgb \"%s\" title ", i ? ", \\\n  " : "", dash(i), color(i));
             pbuf_quoted(&body, labels[i]);
         }
-        pbuf_printf(&body, ", \\\n  NaN with lines dt 3 lc rgb \"#808080\" title \"perfect balance\"\nunset multiplot\n");
+        pbuf_printf(&body, "\nunset multiplot\n");
         char name[64];
         snprintf(name, sizeof name, "moe-layer%d", L);
         rc = render(pc, name, PANEL_W * 3, PANEL_H * 2, &data, &body, err, nerr);
