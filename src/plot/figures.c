@@ -27,6 +27,15 @@ static void val(PlotBuf *b, double v) {
         pbuf_printf(b, " NaN");
 }
 
+/* Text in a script comment: a file name or a layer name from a file must not
+ * end the comment (a newline would make the rest a gnuplot command). */
+static const char *comment(const char *s, char *buf, size_t n) {
+    snprintf(buf, n, "%s", s);
+    for (char *p = buf; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    return buf;
+}
+
 /* Writes the script (data, then the body once per format) and runs it. */
 static int render(const PlotCtx *pc, const char *name, int w, int h, const PlotBuf *data, const PlotBuf *body,
                   char *err, size_t nerr) {
@@ -231,7 +240,9 @@ static void panel_legend(PlotBuf *b, const Runs *r) {
 static void write_run_data(PlotBuf *d, const Runs *r) {
     for (int i = 0; i < r->n; i++) {
         const TrainLog *lg = &r->logs[i];
-        pbuf_printf(d, "# %s: update, time (s), loss, ppl, tokens/s, lr, gnorm\n$t%d << EOD\n", lg->path, i);
+        char cb[512];
+        pbuf_printf(d, "# %s: update, time (s), loss, ppl, tokens/s, lr, gnorm\n$t%d << EOD\n",
+                    comment(lg->path, cb, sizeof cb), i);
         for (size_t j = 0; j < lg->ntrain; j++) {
             const TrainPoint *p = &lg->train[j];
             pbuf_printf(d, "%lld", (long long)p->step);
@@ -380,8 +391,9 @@ int plot_moe(const PlotCtx *pc, const TrainLog *logs, const char *const *labels,
         PlotBuf data = {0}, body = {0};
         for (int i = 0; i < n; i++) {
             has[i] = 0;
+            char cb[512];
             pbuf_printf(&data, "# %s, MoE layer %d: update, cv2-importance, cv2-load, max/mean-load, unused, experts\n"
-                               "$m%d << EOD\n", logs[i].path, L, i);
+                               "$m%d << EOD\n", comment(logs[i].path, cb, sizeof cb), L, i);
             for (size_t j = 0; j < logs[i].nmoe; j++) {
                 const MoePoint *p = &logs[i].moe[j];
                 if (p->layer != L) continue;
@@ -503,8 +515,9 @@ static int plot_load_layer(const PlotCtx *pc, const LoadData *d, int li, const c
     PlotBuf data = {0}, body = {0};
     /* matrix lines bottom to top: the first sorted row is drawn at the top */
     int dup_c = cols == 1, dup_r = rows == 1;
+    char cb[LOADFILE_NAME_LEN];
     pbuf_printf(&data, "# %s: tokens per expert per update / mean per expert; rows bottom to top, columns by update\n"
-                       "$h << EOD\n", L->name);
+                       "$h << EOD\n", comment(L->name, cb, sizeof cb));
     for (int rr = rows - 1; rr >= 0; rr--) {
         int g = rr / rpg, b0 = g * per + (rr % rpg) * bin, b1 = b0 + bin < (g + 1) * per ? b0 + bin : (g + 1) * per;
         for (int rep = 0; rep < 1 + dup_r; rep++) {

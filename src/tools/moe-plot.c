@@ -248,8 +248,10 @@ int main(int argc, char **argv) {
         char prefix[200] = "";
         if (nd > 1) {
             snprintf(prefix, sizeof prefix, "%s-", load_labels[i]);
-            for (char *p = prefix; *p; p++)
-                if (*p == '/' || *p == ' ') *p = '_';
+            for (char *p = prefix; *p; p++) /* a file name: no '/', nothing odd */
+                if (!(('a' <= *p && *p <= 'z') || ('A' <= *p && *p <= 'Z') || ('0' <= *p && *p <= '9') || *p == '.' ||
+                      *p == '-'))
+                    *p = '_';
         }
         if (plot_load(&pc, &loads[i], nd > 1 || load_named[i] ? load_labels[i] : "", prefix, err, sizeof err))
             FATAL(EXIT_RUNTIME, "%s", err);
