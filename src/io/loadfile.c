@@ -302,7 +302,9 @@ int loadfile_append(LoadFile *f, int64_t step, const int64_t *counts, char *err,
         }
     }
     put_u32(p, crc(f->buf, f->record_bytes - 4));
-    if (fsutil_write_all(f->fd, f->buf, f->record_bytes)) {
+    /* on disk before a checkpoint can cover this update: a resumed run then
+     * finds every record up to its update, even after a crash of the machine */
+    if (fsutil_write_all(f->fd, f->buf, f->record_bytes) || fdatasync(f->fd) != 0) {
         snprintf(err, nerr, "cannot write '%s': %s", f->path, strerror(errno));
         return -1;
     }

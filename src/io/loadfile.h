@@ -10,7 +10,7 @@
  * Records have a fixed size, so a file cut in the middle of a record (a
  * kill during a write, a full disk) shows as a partial tail, and a damaged
  * one fails its CRC. The file is append-only: moe-train writes each record
- * with one write(2) as it is made; a resumed run keeps the records up to the
+ * with one write(2) and fdatasync as it is made; a resumed run keeps the records up to the
  * update it resumes from and drops the rest (records written after the last
  * checkpoint, a truncated or corrupt tail), so the file continues without a
  * duplicate or a gap. Functions that can fail return 0, or -1 with one line

@@ -123,9 +123,12 @@ typedef struct {
     const TrainLog *logs;
     const char *const *labels;
     int n;
-    double tdiv;
+    double tdiv, tmax; /* the time axis: unit in seconds, longest time */
     const char *tunit;
 } Runs;
+
+/* A series of one point has no line to draw: a dot then. */
+static const char *lines(size_t points) { return points > 1 ? "lines" : "linespoints pt 7 ps 0.6"; }
 
 static int any_train(const Runs *r, int i, size_t off) {
     const TrainLog *lg = &r->logs[i];
@@ -162,12 +165,18 @@ static void panel_loss(PlotBuf *b, const Runs *r, int xcol, const char *title, c
                 hi);
     pbuf_printf(b, "set link y2 via exp(y) inverse log(y)\n");
     log_tics(b, "y2tics", exp(lo), exp(hi));
-    pbuf_printf(b, "set grid noytics y2tics\nset xrange [0:*]\nplot ");
+    pbuf_printf(b, "set grid noytics y2tics\n");
+    /* a run within one second of the log's clock has all its points at time 0 */
+    if (xcol == 2 && !(r->tmax > 0))
+        pbuf_printf(b, "set xrange [0:1]\n");
+    else
+        pbuf_printf(b, "set xrange [0:*]\n");
+    pbuf_printf(b, "plot ");
     int first = 1;
     for (int i = 0; i < r->n; i++) {
         if (any_train(r, i, offsetof(TrainPoint, loss))) {
-            pbuf_printf(b, "%s$t%d using ($%d/%s):3 with lines lw 1.2 dt %d lc rgb \"%s\"", first ? "" : ", \\\n  ", i,
-                        xcol, xcol == 1 ? "1.0" : "tdiv", dash(i), color(i));
+            pbuf_printf(b, "%s$t%d using ($%d/%s):3 with %s lw 1.2 dt %d lc rgb \"%s\"", first ? "" : ", \\\n  ", i,
+                        xcol, xcol == 1 ? "1.0" : "tdiv", lines(r->logs[i].ntrain), dash(i), color(i));
             first = 0;
         }
         if (any_valid(r, i, offsetof(ValidPoint, ppl))) {
@@ -188,8 +197,8 @@ static void panel_train(PlotBuf *b, const Runs *r, size_t off, int col, const ch
     int first = 1;
     for (int i = 0; i < r->n; i++) {
         if (!any_train(r, i, off)) continue;
-        pbuf_printf(b, "%s$t%d using 1:%d with lines lw 1.2 dt %d lc rgb \"%s\"", first ? "" : ", \\\n  ", i, col,
-                    dash(i), color(i));
+        pbuf_printf(b, "%s$t%d using 1:%d with %s lw 1.2 dt %d lc rgb \"%s\"", first ? "" : ", \\\n  ", i, col,
+                    lines(r->logs[i].ntrain), dash(i), color(i));
         first = 0;
     }
     pbuf_printf(b, "\nunset logscale y\nset yrange [*:*]\n");
@@ -291,7 +300,7 @@ int plot_training(const PlotCtx *pc, const TrainLog *logs, const char *const *la
         for (size_t j = 0; j < logs[i].ntrain; j++) tmax = fmax(tmax, logs[i].train[j].time);
         for (size_t j = 0; j < logs[i].nvalid; j++) tmax = fmax(tmax, logs[i].valid[j].time);
     }
-    Runs r = {.logs = sel, .labels = lab, .n = m, .tdiv = 1, .tunit = "seconds"};
+    Runs r = {.logs = sel, .labels = lab, .n = m, .tdiv = 1, .tmax = tmax, .tunit = "seconds"};
     if (tmax > 2 * 3600)
         r.tdiv = 3600, r.tunit = "hours";
     else if (tmax > 180)
@@ -366,8 +375,8 @@ static void panel_moe(PlotBuf *b, const Runs *r, const int *has, int layer, int 
     int first = 1;
     for (int i = 0; i < r->n; i++) {
         if (!has[i]) continue;
-        pbuf_printf(b, "%s$m%d using 1:%d with lines lw 1.2 dt %d lc rgb \"%s\"", first ? "" : ", \\\n  ", i, col,
-                    dash(i), color(i));
+        pbuf_printf(b, "%s$m%d using 1:%d with %s lw 1.2 dt %d lc rgb \"%s\"", first ? "" : ", \\\n  ", i, col,
+                    lines((size_t)has[i]), dash(i), color(i));
         first = 0;
     }
     pbuf_printf(b, "\nunset logscale y\nset yrange [*:*]\n");
@@ -397,7 +406,7 @@ int plot_moe(const PlotCtx *pc, const TrainLog *logs, const char *const *labels,
             for (size_t j = 0; j < logs[i].nmoe; j++) {
                 const MoePoint *p = &logs[i].moe[j];
                 if (p->layer != L) continue;
-                has[i] = 1;
+                has[i]++; /* points of this layer */
                 if (p->experts > experts) experts = p->experts;
                 pbuf_printf(&data, "%lld", (long long)p->step);
                 val(&data, p->cv2_importance);

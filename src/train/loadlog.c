@@ -53,6 +53,12 @@ LoadLog *loadlog_start(Trainer *tr, int64_t resume_step) {
         if (loadfile_open(&ll->file, path, layers, n, resume_step, info, sizeof info, err, sizeof err))
             FATAL_HINT(EXIT_RUNTIME, "move the file away or give another --moe-load-log", "--moe-load-log: %s", err);
         log_line("moe", "load log %s | every %lld updates | %d MoE layer%s", info, (long long)freq, n, n > 1 ? "s" : "");
+        int64_t expect = resume_step / freq * freq; /* the last update a run at this frequency recorded */
+        if (resume_step >= 0 && expect > 0 && ll->file.last_step < expect)
+            log_warn("--moe-load-log: %s has no record after update %lld, where a record every %lld updates puts one "
+                     "at update %lld (records lost, or another --moe-load-freq before); it goes on with a gap",
+                     path, (long long)(ll->file.last_step < 0 ? 0 : ll->file.last_step), (long long)freq,
+                     (long long)expect);
     }
     return ll;
 }

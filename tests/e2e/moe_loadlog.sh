@@ -4,9 +4,9 @@
 # update (8 streams x 10 steps x 2 micro-batches), a hierarchical one's group counts to
 # 2 x tokens and its expert counts to 4 x tokens (each group's experts to 2 x its count), a
 # translation model records its encoder and decoder MoE and the decoder's tokens add up to
-# the run's target tokens. A run stopped by SIGTERM, and one killed with -9 whose file then
-# lost the end of its last record, resume and leave a file byte-identical to an
-# uninterrupted run's: no duplicate, no gap. 2 MPI processes record what 1 process does
+# the run's target tokens. A run stopped by SIGTERM, and one killed with -9 (its file then
+# given the start of a record, as if the kill had cut a write), resume and leave a file
+# byte-identical to an uninterrupted run's: no duplicate, no gap. 2 MPI processes record what 1 process does
 # (flat, and hierarchical with a group of experts on each).
 # Misuse is a one-line error.
 . "$(dirname "$0")/common.bash"
@@ -98,8 +98,11 @@ pid=$!
 wait_step kill 45 $pid
 kill -KILL $pid
 wait $pid 2>/dev/null
-size=$(stat -c %s kill/m.load)
-truncate -s $((size - 5)) kill/m.load
+# as if the kill had come in the middle of writing the next record: its first 20 bytes
+hb=96 rb=36 # header and record bytes of one layer of 4 experts (moe-files(5))
+n=$(( ($(stat -c %s kill/m.load) - hb) / rb ))
+[ "$n" -lt 100 ] || fail "the run killed with -9 had finished"
+tail -c +$((hb + n * rb + 1)) ref/m.load | head -c 20 >>kill/m.load
 (cd kill && "$BIN/moe-train" "${resume[@]}") || fail "run resumed after kill -9"
 grep -q 'load log m.load continues after update [0-9]* | [0-9]* records kept | dropped ' kill/m.log ||
     fail "the resumed run did not say what it dropped: $(grep 'load log' kill/m.log | tail -n 1)"
@@ -129,6 +132,13 @@ expect 2 'the model has no MoE layer' "$BIN/moe-train" "${common[@]}" --layers l
 expect 2 'moe-load-freq and --disp-freq are both 0' "$BIN/moe-train" "${common[@]}" --disp-freq 0 --after 2u --model y.bin
 cd ..
 cp hier/m.load other.load
+# a file that lost records is continued, with a warning (ref resumes at update 200)
+cp -r ref gap
+truncate -s $((hb + 10 * rb)) gap/m.load
+(cd gap && "$BIN/moe-train" "${resume[@]}" --after 204u) || fail "resuming with a file that lost records"
+grep -q 'm.load has no record after update 20, where a record every 2 updates puts one at update 200' gap/m.log ||
+    fail "no warning about the missing records"
+[ "$(dump gap/m.load | awk '{ print $1 }' | tail -n 3 | tr '\n' ' ')" = "20 202 204 " ] || fail "the file did not go on"
 (cd ref && expect 1 "records other MoE layers" "$BIN/moe-train" "${resume[@]}" --after 210u --moe-load-log ../other.load) ||
     fail "a load log of other layers"
 echo "flat 10 records of 2 x 160, hierarchical 4 of 2 x 80 and 4 x 80, s2s $tok target tokens; resumed after" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # moe-plot on the logs of short real training runs (text generated here): valid PNG files
 # (signature, IHDR size) and well-formed SVG files holding the plotted paths, of sensible
-# size; two logs overlaid with their labels; a translation run's BLEU and chrF panel; the
+# size; a log of one line; two logs overlaid with their labels; a translation run's BLEU and chrF panel; the
 # expert-load heatmap. Bad input: a log without training lines, a cut-off or malformed
 # line (a warning naming the line, the figures still drawn), LM and translation logs
 # mixed, unreadable and empty files, a corrupt, cut-off or header-only load log, gnuplot
@@ -92,6 +92,12 @@ awk -v x=7 'function r(m) { x = (x * 69069 + 1) % 4294967296; return int(x / 429
 png_ok s2s/training.png 2080 840
 "$PLOT" -o s2s --format svg s.log >/dev/null 2>&1 || fail "moe-plot s.log --format svg"
 grep -q 'Validation BLEU and chrF' s2s/training.svg || fail "no BLEU panel"
+
+# a log of one [train] line, all within one second of the log's clock: figures, no warning
+grep -E '\[train\] optimizer|\[train\] step 2 |\[moe\] step 2 ' a.log | sed 's/^\[[^]]*\]/[2026-01-01 10:00:00]/' >one.log
+"$PLOT" -o one one.log >list.txt 2>err.txt || { cat err.txt; fail "moe-plot one.log"; }
+[ ! -s err.txt ] || { cat err.txt; fail "warnings on a log of one line"; }
+png_ok one/training.png 1560 840
 
 # bad input
 expect 2 "a.log:[0-9]+ is a language model's log, s.log:[0-9]+ a translation model's" "$PLOT" -o x a.log s.log
