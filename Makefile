@@ -3,7 +3,7 @@
 #   make            build the library, the tools and the tests (and cuda/ when nvcc is found)
 #   make test       install missing Debian packages (as root), build, run every CPU test
 #   make bench      CPU benchmarks (throughput, GFLOP/s)
-#   make demo       train a small MoE language model on real text and evaluate it
+#   make demo       train a small MoE language model on real text, evaluate it, plot it
 #   make cuda       only the CUDA backend;  make test-cuda  GPU parity tests (exit 77 without a GPU)
 #   make install    PREFIX=/usr/local
 #
@@ -192,12 +192,15 @@ test-cuda: $(CUDA_TESTS)
 	else echo "test-cuda: no CUDA backend in this build (nvcc not found, or CUDA=0)"; exit 77; fi
 
 # The demo: a small MoE LM on the King James Bible (Debian package bible-kjv), trained
-# for a few minutes and evaluated on held-out verses. Starts afresh each time.
+# for a few minutes, evaluated on held-out verses and drawn (moe-plot: the training
+# curves and the expert-load heatmap). Starts afresh each time.
 demo: deps tools
 	@bash data/prepare-demo.sh
-	@rm -f build/demo/model.bin build/demo/model.bin.state
+	@rm -f build/demo/model.bin build/demo/model.bin.state build/demo/train.log build/demo/model.load
 	$(BIN)/moe-train -c recipes/demo.yml
 	$(BIN)/moe-eval -m build/demo/model.bin --text build/demo/data/test.txt
+	$(BIN)/moe-plot -o build/demo/plots build/demo/train.log build/demo/model.load
+	@echo "demo: figures in build/demo/plots: training.png (curves), moe-layer0.png (balance), load-lm.moe0.png (expert load)"
 
 bench: $(BENCHES) tools
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
