@@ -453,8 +453,45 @@ int plot_moe(const PlotCtx *pc, const TrainLog *logs, const char *const *labels,
 
 #define MAX_ROWS 512
 #define MAX_COLS 800
-#define FRAC_MIN 0.125
-#define FRAC_MAX 8.0
+
+/* Colour scales of the heatmap: 1/range .. range times the mean, log scale. */
+typedef struct {
+    double range;
+    const char *tics;
+} LoadScale;
+static const LoadScale SCALES[] = {
+    {1.25, "\"≤ 0.8\" 0.8, \"0.9\" 0.9, \"1 = mean\" 1, \"1.1\" 1.1, \"≥ 1.25\" 1.25"},
+    {1.5, "\"≤ 2/3\" 0.6667, \"0.8\" 0.8, \"1 = mean\" 1, \"1.25\" 1.25, \"≥ 1.5\" 1.5"},
+    {2, "\"≤ 1/2\" 0.5, \"0.7\" 0.7071, \"1 = mean\" 1, \"1.4\" 1.4142, \"≥ 2\" 2"},
+    {4, "\"≤ 1/4\" 0.25, \"1/2\" 0.5, \"1 = mean\" 1, \"2\" 2, \"≥ 4\" 4"},
+    {8, "\"≤ 1/8 (0 = unused)\" 0.125, \"1/4\" 0.25, \"1/2\" 0.5, \"1 = mean\" 1, \"2\" 2, \"4\" 4, \"≥ 8\" 8"},
+};
+#define NSCALES (int)(sizeof SCALES / sizeof SCALES[0])
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The given range (1.25, 1.5, 2, 4, 8), or 0: the narrowest of 2, 4 and 8 that
+ * holds 99% of the cells. A balanced MoE's shares wander by some 10-30% from
+ * batch to batch (what the batch is about): within 1/2..2 they read as the
+ * light tints they are, and idle experts take the whole scale. */
+static const LoadScale *load_scale(double want, const double *cell, size_t n) {
+    if (want > 0) {
+        for (int i = 0; i < NSCALES; i++)
+            if (SCALES[i].range >= want) return &SCALES[i];
+        return &SCALES[NSCALES - 1];
+    }
+    double *dev = xmalloc(n * sizeof *dev, "heatmap");
+    for (size_t i = 0; i < n; i++) dev[i] = cell[i] > 0 ? fabs(log(cell[i])) : INFINITY;
+    qsort(dev, n, sizeof *dev, cmp_double);
+    double q = exp(dev[(size_t)(0.99 * (double)(n - 1))]);
+    free(dev);
+    for (int i = 0; i < NSCALES; i++)
+        if (SCALES[i].range >= 2 && SCALES[i].range >= q) return &SCALES[i];
+    return &SCALES[NSCALES - 1];
+}
 
 typedef struct {
     double key;
@@ -520,6 +557,28 @@ static int plot_load_layer(const PlotCtx *pc, const LoadData *d, int li, const c
     int unused_last = 0;
     const uint32_t *last = d->count[li] + (size_t)(R - 1) * (size_t)(G + E) + G;
     for (int e = 0; e < E; e++) unused_last += last[e] == 0;
+    /* the mean over records of max/mean (the paper's Table 6 figure, per update) */
+    double busiest = 0;
+    int64_t counted = 0;
+    for (int64_t r = 0; r < R; r++) {
+        const uint32_t *c = d->count[li] + (size_t)r * (size_t)(G + E) + G;
+        double mx = 0, sm = 0;
+        for (int e = 0; e < E; e++) mx = fmax(mx, c[e]), sm += c[e];
+        if (sm > 0) busiest += mx / (sm / E), counted++;
+    }
+    busiest = counted ? busiest / (double)counted : 0;
+
+    /* the cells: row rr (0 at the top) averages its experts' shares */
+    double *cell = xmalloc((size_t)rows * (size_t)cols * sizeof *cell, "heatmap");
+    for (int rr = 0; rr < rows; rr++) {
+        int g = rr / rpg, b0 = g * per + (rr % rpg) * bin, b1 = b0 + bin < (g + 1) * per ? b0 + bin : (g + 1) * per;
+        for (int c = 0; c < cols; c++) {
+            double f = 0;
+            for (int j = b0; j < b1; j++) f += tot[c] > 0 ? sum[(size_t)c * E + order[j].e] / (tot[c] / E) : 0;
+            cell[(size_t)rr * cols + c] = f / (b1 - b0);
+        }
+    }
+    const LoadScale *sc = load_scale(pc->load_range, cell, (size_t)rows * (size_t)cols);
 
     PlotBuf data = {0}, body = {0};
     /* matrix lines bottom to top: the first sorted row is drawn at the top */
@@ -527,19 +586,15 @@ static int plot_load_layer(const PlotCtx *pc, const LoadData *d, int li, const c
     char cb[LOADFILE_NAME_LEN];
     pbuf_printf(&data, "# %s: tokens per expert per update / mean per expert; rows bottom to top, columns by update\n"
                        "$h << EOD\n", comment(L->name, cb, sizeof cb));
-    for (int rr = rows - 1; rr >= 0; rr--) {
-        int g = rr / rpg, b0 = g * per + (rr % rpg) * bin, b1 = b0 + bin < (g + 1) * per ? b0 + bin : (g + 1) * per;
+    for (int rr = rows - 1; rr >= 0; rr--)
         for (int rep = 0; rep < 1 + dup_r; rep++) {
             for (int c = 0; c < cols; c++) {
-                double f = 0;
-                for (int j = b0; j < b1; j++) f += tot[c] > 0 ? sum[(size_t)c * E + order[j].e] / (tot[c] / E) : 0;
-                f /= b1 - b0;
-                f = f < FRAC_MIN ? FRAC_MIN : f > FRAC_MAX ? FRAC_MAX : f;
+                double f = cell[(size_t)rr * cols + c];
+                f = f < 1 / sc->range ? 1 / sc->range : f > sc->range ? sc->range : f;
                 pbuf_printf(&data, dup_c ? "%.4g %.4g " : "%.4g ", f, f);
             }
             pbuf_printf(&data, "\n");
         }
-    }
     pbuf_printf(&data, "EOD\n");
 
     double xs = dup_c ? x0 - 0.25 : x0, xd = dup_c ? 0.5 : dx;
@@ -552,8 +607,10 @@ static int plot_load_layer(const PlotCtx *pc, const LoadData *d, int li, const c
     else
         snprintf(t1, sizeof t1, "Expert load of %s%s%s: %d experts, top-%d (%s)", L->name, label[0] ? " in " : "", label,
                  E, L->k, loadfile_gating_name(L->gating));
-    snprintf(t2, sizeof t2, "%lld updates recorded, %lld to %lld; in the last one %d of %d experts got no token",
-             (long long)R, (long long)d->step[0], (long long)d->step[R - 1], unused_last, E);
+    snprintf(t2, sizeof t2,
+             "%lld updates recorded (%lld to %lld) · busiest expert per update: %.2f × the mean on average · "
+             "idle in the last: %d of %d",
+             (long long)R, (long long)d->step[0], (long long)d->step[R - 1], busiest, unused_last, E);
     pbuf_printf(&body, "set title ");
     pbuf_quoted(&body, t1);
     pbuf_printf(&body, " . \"\\n\" . ");
@@ -580,11 +637,10 @@ static int plot_load_layer(const PlotCtx *pc, const LoadData *d, int li, const c
             pbuf_printf(&body, "set arrow from graph 0, first %g to graph 1, first %g nohead front lw 2 lc rgb \"black\"\n",
                         rows - 0.5 - g * rpg, rows - 0.5 - g * rpg);
     }
-    pbuf_printf(&body, "set logscale cb 2\nset cbrange [%g:%g]\n", FRAC_MIN, FRAC_MAX);
+    pbuf_printf(&body, "set logscale cb 2\nset cbrange [%.9g:%.9g]\n", 1 / sc->range, sc->range);
     pbuf_printf(&body, "set palette defined (0 \"#08306b\", 0.25 \"#4292c6\", 0.5 \"#f7f7f7\", 0.75 \"#ef6548\", "
                        "1 \"#67000d\")\n");
-    pbuf_printf(&body, "set cbtics (\"≤ 1/8\" 0.125, \"1/4\" 0.25, \"1/2\" 0.5, \"1 = mean\" 1, \"2\" 2, \"4\" 4, "
-                       "\"≥ 8\" 8)\n");
+    pbuf_printf(&body, "set cbtics (%s)\n", sc->tics);
     pbuf_printf(&body, "set cblabel \"tokens received / mean per expert (log scale)\" offset 1.5,0\n");
     pbuf_printf(&body, "set rmargin at screen %g\n", G ? 0.80 : 0.84);
     pbuf_printf(&body, "set colorbox user origin screen %g, graph 0 size screen 0.018, graph 1\n", G ? 0.85 : 0.865);
@@ -602,6 +658,7 @@ static int plot_load_layer(const PlotCtx *pc, const LoadData *d, int li, const c
     int rc = render(pc, name, 1200, h, &data, &body, err, nerr);
     pbuf_free(&data);
     pbuf_free(&body);
+    free(cell);
     free(order);
     free(sum);
     free(tot);

@@ -8,7 +8,9 @@
  *              load, max/mean load, experts without a token
  *   load-NAME  a heatmap of an expert-load log (io/loadfile.h): experts x
  *              updates, each cell the tokens the expert received in that
- *              update over the mean per expert, on a log colour scale;
+ *              update over the mean per expert, on a log colour scale (from
+ *              1/R to R, R the narrowest of 2 4 8 that holds 99% of the
+ *              cells, or 1.25 1.5 2 4 8 as chosen);
  *              experts sorted by their load over the last fifth of the
  *              records (within their group, hierarchical groups separated) */
 #ifndef MOE_PLOT_FIGURES_H
@@ -23,6 +25,7 @@ typedef struct PlotCtx {
     const char *outdir;
     int png, svg;
     int keep_scripts;     /* leave NAME.gp beside the figures */
+    double load_range;    /* heatmap colours from 1/R to R times the mean; 0: from the data */
     const char *gnuplot;  /* the program */
     void (*written)(void *ctx, const char *path);
     void (*warn)(void *ctx, const char *msg);

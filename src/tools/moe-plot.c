@@ -43,6 +43,8 @@ static const char *const HELP =
     "  -l, --label NAME      legend name of the next FILE without one, in command-line order\n"
     "                        (default: the file name)\n"
     "      --format FORMAT   png, svg or both (default: both)\n"
+    "      --load-range R    heatmap colours from 1/R to R times the mean load: 1.25, 1.5, 2, 4 or 8\n"
+    "                        (default: the narrowest of 2, 4 and 8 that holds 99% of the cells)\n"
     "      --scripts         keep the gnuplot script of each figure (NAME.gp) beside it\n"
     "      --dump FILE       print an expert-load log as text (one line per record and layer) and exit\n"
     "  -h, --help            print this help and exit\n"
@@ -54,6 +56,7 @@ static const char *const HELP =
 typedef struct {
     const char *outdir, *format, *dump;
     int scripts;
+    double load_range;
     const char **files, **labels;
     int nfiles, nlabels;
 } Args;
@@ -97,6 +100,13 @@ static void parse(int argc, char **argv, Args *a) {
             a->format = value_of(argc, argv, &i, arg);
             if (strcmp(a->format, "png") && strcmp(a->format, "svg") && strcmp(a->format, "both"))
                 FATAL_HINT(EXIT_USAGE, HINT, "--format: expected png, svg or both, got '%s'", a->format);
+        } else if (is(arg, "load-range", 0)) {
+            const char *v = value_of(argc, argv, &i, arg);
+            char *end;
+            a->load_range = strtod(v, &end);
+            if (*end || (a->load_range != 1.25 && a->load_range != 1.5 && a->load_range != 2 && a->load_range != 4 &&
+                         a->load_range != 8))
+                FATAL_HINT(EXIT_USAGE, HINT, "--load-range: expected 1.25, 1.5, 2, 4 or 8, got '%s'", v);
         } else if (is(arg, "scripts", 0) && !strchr(arg, '=')) {
             a->scripts = 1;
         } else if (is(arg, "dump", 0)) {
@@ -239,6 +249,7 @@ int main(int argc, char **argv) {
                   .png = strcmp(a.format, "svg") != 0,
                   .svg = strcmp(a.format, "png") != 0,
                   .keep_scripts = a.scripts,
+                  .load_range = a.load_range,
                   .gnuplot = gnuplot,
                   .written = written,
                   .warn = warn_line};

@@ -131,7 +131,12 @@ expect 2 "unknown option '--bogus'" "$PLOT" --bogus a.log
 expect 2 "no file to plot" "$PLOT" -o x
 expect 2 "2 --label for 1 file" "$PLOT" -l a -l b a.log
 expect 2 "--format: expected png, svg or both, got 'jpg'" "$PLOT" --format jpg a.log
+expect 2 "--load-range: expected 1.25, 1.5, 2, 4 or 8, got '3'" "$PLOT" --load-range 3 a.load
 [ ! -e x ] || fail "a failed run created its output folder"
+"$PLOT" -o wide --format svg --load-range 8 a.load >/dev/null || fail "--load-range 8"
+grep -q '1/8 (0 = unused)' wide/load-lm.moe0.svg && grep -q '≥ 8' wide/load-lm.moe0.svg || fail "--load-range 8 scale"
+"$PLOT" -o narrow --format svg --load-range 1.25 a.load >/dev/null || fail "--load-range 1.25"
+grep -q '≥ 1.25' narrow/load-lm.moe0.svg || fail "--load-range 1.25 scale"
 
 # --scripts keeps scripts that gnuplot redraws; --dump prints the load log
 "$PLOT" -o kept --scripts --format png a.log >list.txt || fail "--scripts"
