@@ -3,7 +3,7 @@
 #   make            build the library, the tools and the tests (and cuda/ when nvcc is found)
 #   make test       install missing Debian packages (as root), build, run every CPU test
 #   make bench      CPU benchmarks (throughput, GFLOP/s), then ours against PyTorch (make bench-torch-cpu)
-#   make demo       train a small MoE language model on real text and evaluate it
+#   make demo       train a small MoE language model on real text, evaluate it, plot it
 #   make cuda       only the CUDA backend;  make test-cuda  GPU parity tests (exit 77 without a GPU)
 #   make gpu-check  the first check of a GPU, under 8 minutes: builds what it needs, parity per
 #                   section, gpu_e2e.sh, a short fp32/bf16 benchmark; $(O)/gpu-check/summary.txt
@@ -218,12 +218,15 @@ gpu-check-build:
 endif
 
 # The demo: a small MoE LM on the King James Bible (Debian package bible-kjv), trained
-# for a few minutes and evaluated on held-out verses. Starts afresh each time.
+# for a few minutes, evaluated on held-out verses and drawn (moe-plot: the training
+# curves and the expert-load heatmap). Starts afresh each time.
 demo: deps tools
 	@bash data/prepare-demo.sh
-	@rm -f build/demo/model.bin build/demo/model.bin.state
+	@rm -f build/demo/model.bin build/demo/model.bin.state build/demo/train.log build/demo/model.load
 	$(BIN)/moe-train -c recipes/demo.yml
 	$(BIN)/moe-eval -m build/demo/model.bin --text build/demo/data/test.txt
+	$(BIN)/moe-plot -o build/demo/plots build/demo/train.log build/demo/model.load
+	@echo "demo: figures in build/demo/plots: training.png (curves), moe-layer0.png (balance), load-lm.moe0.png (expert load)"
 
 bench: $(BENCHES) tools
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done

@@ -23,6 +23,9 @@ have_pc ompi-c || need+=(libopenmpi-dev)
 command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin)
 # groff renders the man pages for tests/unit/man_test.c
 command -v groff >/dev/null 2>&1 || need+=(groff-base)
+# moe-plot draws with gnuplot (pngcairo and svg terminals); the plot test checks SVG with xmllint
+command -v gnuplot >/dev/null 2>&1 || need+=(gnuplot-nox)
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 line="apt-get install -y ${need[*]}"

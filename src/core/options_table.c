@@ -104,6 +104,11 @@ const OptDef options_table[] = {
      .help = "weight of the threshold loss of batchwise gating"},
     {"moe-recompute", 0, OPT_BOOL, GRP_MOE, T, "false", .implicit = "true",
      .help = "recompute the expert hidden layers in backward instead of storing them"},
+    {"moe-load-log", 0, OPT_STRING, GRP_MOE, T, "", .metavar = "FILE",
+     .help = "record the tokens each expert (and group) of every MoE layer received in one update, every "
+             "--moe-load-freq updates, in FILE (moe-files(5); moe-plot draws it); a resumed run continues it"},
+    {"moe-load-freq", 0, OPT_INT, GRP_MOE, T, "0",
+     .help = "updates between two records of --moe-load-log (0 = --disp-freq)"},
 
     /* ---- Softmax ---- */
     {"softmax", 0, OPT_ENUM, GRP_SOFTMAX, T, "sampled", .choices = "sampled|full",

@@ -9,6 +9,7 @@
 #include "core/prof.h"
 #include "dist/comm.h"
 #include "nn/moe_dist.h"
+#include "nn/moe_tally.h"
 
 #define HIER(m) ((m)->cfg.groups > 0)
 
@@ -442,6 +443,7 @@ void moe_forward(Ctx *c, const Moe *m, Tensor x, Tensor keys, Tensor y, MoeCache
     mc->slot_pair = nn_tensor(c, DT_I32, 1, M);
     mc->pair_tok = nn_tensor(c, DT_I32, 1, M);
     OP(be, route_build, mc->tok_offs, mc->slot_exp, E, mc->exp_offs, mc->slot_pair, mc->pair_tok);
+    if (c->tally && c->train) moe_tally_add(c, m, mc);
     /* What only the forward needs (the pairs' rows on their way, recomputed
      * hidden layers) goes back to the arena at once. */
     if (m->shard) {

@@ -34,6 +34,7 @@ typedef struct Ctx {
     uint64_t seed;  /* run seed */
     uint64_t draw;  /* forward-pass counter: step * accumulation + micro-batch */
     struct Comm *comm; /* the processes sharing this model (dist/comm.h); NULL = one */
+    struct MoeTally *tally; /* counts the MoE layers' dispatch in training (nn/moe_tally.h); NULL = off */
 } Ctx;
 
 static inline Tensor nn_tensor(Ctx *c, DType dt, int64_t r, int64_t cols) {

@@ -274,6 +274,14 @@ static int validate(Task *t, Trainer *tr, const char *metric, double *value, int
 
 static double epoch_tokens(Task *t) { return ((LmTask *)t)->epoch_tokens; }
 
+static int moe_layers(Task *t, const Moe **out, int max) {
+    LmTask *k = (LmTask *)t;
+    int n = 0;
+    for (int l = 0; l < k->lm.cfg.n_layers && n < max; l++)
+        if (k->lm.cfg.kind[l] == LM_LAYER_MOE) out[n++] = &k->lm.moe[l];
+    return n;
+}
+
 static void task_free(Task *t) {
     LmTask *k = (LmTask *)t;
     if (k->it) lm_iter_free(k->it);
@@ -297,6 +305,7 @@ static const TaskOps lm_ops = {
     .read_state = read_state,
     .validate = validate,
     .epoch_tokens = epoch_tokens,
+    .moe_layers = moe_layers,
     .free = task_free,
 };
 

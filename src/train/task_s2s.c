@@ -382,6 +382,14 @@ static int validate(Task *t, Trainer *tr, const char *metric, double *value, int
 
 static double epoch_tokens(Task *t) { return ((S2sTask *)t)->epoch_tokens; }
 
+static int moe_layers(Task *t, const Moe **out, int max) {
+    S2sTask *k = (S2sTask *)t;
+    int n = 0;
+    if (k->m.cfg.enc_moe_after && n < max) out[n++] = &k->m.enc_moe;
+    if (k->m.cfg.dec_moe_after && n < max) out[n++] = &k->m.dec_moe;
+    return n;
+}
+
 static void task_free(Task *t) {
     S2sTask *k = (S2sTask *)t;
     if (k->it) par_iter_free(k->it);
@@ -406,6 +414,7 @@ static const TaskOps s2s_ops = {
     .read_state = read_state,
     .validate = validate,
     .epoch_tokens = epoch_tokens,
+    .moe_layers = moe_layers,
     .free = task_free,
 };
 

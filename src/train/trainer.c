@@ -18,6 +18,7 @@
 #include "dist/grad_sync.h"
 #include "io/lockfile.h"
 #include "io/model_io.h"
+#include "train/loadlog.h"
 #include "train/plan.h"
 #include "train/session.h"
 
@@ -462,6 +463,7 @@ int trainer_run(Config *cfg, Task *task) {
     if (tr->ps.dist) log_comm(tr);
     setup_optimizer(tr);
     ema_init(&tr->ema, &tr->ps, cfg_float(cfg, "exponential-smoothing"));
+    LoadLog *loads = loadlog_start(tr, mode != RECOVER_NONE ? mstep : -1);
     /* what this process will hold (the [memory] line after the first update has the measure) */
     PlanResult plan;
     if (!plan_compute(cfg, comm_world(tr->comm), 1, tr->vocab, &plan, err, sizeof err))
@@ -502,6 +504,7 @@ int trainer_run(Config *cfg, Task *task) {
         double step_ce = 0;
         int64_t step_tok = 0;
         stats.experts = 0;
+        loadlog_begin_update(loads, tr);
         for (int a = 0; a < tr->delay; a++) {
             tr->ctx.draw = (uint64_t)(tr->pr.step * tr->delay + a);
             arena_reset(&tr->arena);
@@ -557,6 +560,7 @@ int trainer_run(Config *cfg, Task *task) {
                 FATAL_HINT(EXIT_RUNTIME, divergence_hint(tr), "%s (update %lld); stopping without saving", dmsg,
                            (long long)tr->pr.step);
         }
+        loadlog_end_update(loads, tr);
         if (!mem_logged) {
             /* the first update sized the arena for a step's activations */
             arena_reset(&tr->arena);
@@ -607,6 +611,7 @@ int trainer_run(Config *cfg, Task *task) {
         tr->pr.step > start_step)
         validate(tr);
     save(tr, why);
+    loadlog_finish(loads, tr);
     log_line("train", "finished | %s | steps %lld | tokens %lld | %.1fs | tokens/s %.0f", why, (long long)tr->pr.step,
              (long long)tr->pr.tokens, now_s() - t_start, (double)(tr->pr.tokens - start_tokens) / (now_s() - t_start));
     task->ops->free(task);

@@ -58,6 +58,8 @@ typedef struct TaskOps {
      * 0, or -1 when the task has no validation data. */
     int (*validate)(Task *t, Trainer *tr, const char *metric, double *value, int *higher_better);
     double (*epoch_tokens)(Task *t); /* 0 when unknown */
+    /* The model's MoE layers in forward order (at most max); returns how many. */
+    int (*moe_layers)(Task *t, const Moe **out, int max);
     void (*free)(Task *t);
 } TaskOps;
 
