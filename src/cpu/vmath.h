@@ -71,9 +71,11 @@ static inline float vm_exp(float x) {
     p = VM_FMA(p, r, 1.6666665459e-1f);
     p = VM_FMA(p, r, 5.0000001201e-1f);
     p = VM_FMA(p * r, r, r) + 1.0f;
-    /* times 2^n in two halves, so n in [-150, 128] needs no special case */
+    /* times 2^n in two halves, so n in [-150, 128] needs no special case;
+     * the shifts are unsigned: a NaN x gives a wild n (the result is NaN anyway) */
     int32_t n1 = n >> 1, n2 = n - n1;
-    float y = p * vm_bits_to_f((n1 + 127) << 23) * vm_bits_to_f((n2 + 127) << 23);
+    float y = p * vm_bits_to_f((int32_t)((uint32_t)(n1 + 127) << 23))
+                * vm_bits_to_f((int32_t)((uint32_t)(n2 + 127) << 23));
     return x > 88.7228394f ? INFINITY : x < -104.0f ? 0.0f : y;
 }
 
