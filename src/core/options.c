@@ -1,5 +1,5 @@
 /* Options machinery: values, the command line, --help, --dump-config, the man-page
- * check. The table itself is in options_table.c; recipes in src/io/recipe.c. */
+ * check. The table itself is in options_table.c; recipes in src/core/recipe.c. */
 #include "core/options.h"
 
 #include <errno.h>
@@ -11,7 +11,7 @@
 
 #include "core/check.h"
 #include "core/log.h"
-#include "io/recipe.h"
+#include "core/recipe.h"
 
 #define HELP_WIDTH 100
 #define HELP_COL   34

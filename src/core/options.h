@@ -2,7 +2,7 @@
  *
  * One table (options_table.c) lists every option of the three tools: name, type,
  * default, group, the tools that accept it, and a one-line help. It drives the
- * command-line parser, the YAML recipe parser (src/io/recipe.h; recipe keys are the
+ * command-line parser, the YAML recipe parser (src/core/recipe.h; recipe keys are the
  * long option names), --help, --dump-config and the man-page check.
  *
  * Command line (options_parse):

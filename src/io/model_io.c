@@ -204,16 +204,16 @@ static int read_piece(void *c, const char *name, int64_t rows, int64_t cols, rea
     return get_tensor(io->r, io->path, io->be, name, rows, cols, p, io->stage, io->err, io->n);
 }
 
-static int visit_all(const ParamStore *ps, const Optimizer *opt, IoCtx *io, piece_fn fn) {
+static int visit_all(const ParamStore *ps, ModelStateParts parts_of, const void *opt, IoCtx *io, piece_fn fn) {
     io->stage = xmalloc(STAGE_ELEMS * sizeof(float), "checkpoint staging buffer");
     int rc = 0;
     for (int i = 0; i < ps->n && !rc; i++) {
-        if (!opt) {
+        if (!parts_of) {
             rc = each_piece(ps, i, -1, 0, 0, io, fn);
             continue;
         }
         int64_t len[2];
-        int parts = optim_state_parts(opt, &ps->p[i], len);
+        int parts = parts_of(opt, &ps->p[i], len);
         int64_t off = 0;
         for (int k = 0; k < parts && !rc; k++) {
             rc = each_piece(ps, i, k, len[k], off, io, fn);
@@ -224,17 +224,17 @@ static int visit_all(const ParamStore *ps, const Optimizer *opt, IoCtx *io, piec
     return rc;
 }
 
-static int write_all(const ParamStore *ps, const Optimizer *opt, IoCtx *io) {
+static int write_all(const ParamStore *ps, ModelStateParts parts_of, const void *opt, IoCtx *io) {
     io->stage = xmalloc(STAGE_ELEMS * sizeof(float), "checkpoint staging buffer");
     int rc = 0;
     for (int i = 0; i < ps->n; i++) {
-        if (!opt) {
+        if (!parts_of) {
             int r = write_param(io, ps, i, -1, 0, 0);
             if (!rc) rc = r;
             continue;
         }
         int64_t len[2];
-        int parts = optim_state_parts(opt, &ps->p[i], len);
+        int parts = parts_of(opt, &ps->p[i], len);
         int64_t off = 0;
         for (int k = 0; k < parts; k++) {
             int r = write_param(io, ps, i, k, len[k], off);
@@ -249,22 +249,24 @@ static int write_all(const ParamStore *ps, const Optimizer *opt, IoCtx *io) {
 
 int model_write_params(ckpt_writer *w, const ParamStore *ps, Comm *comm, char *err, size_t n) {
     IoCtx io = {.w = w, .be = ps->be, .comm = comm, .err = err, .n = n};
-    return write_all(ps, NULL, &io);
+    return write_all(ps, NULL, NULL, &io);
 }
 
 int model_read_params(ckpt_reader *r, const char *path, ParamStore *ps, char *err, size_t n) {
     IoCtx io = {.r = r, .path = path, .be = ps->be, .err = err, .n = n};
-    return visit_all(ps, NULL, &io, read_piece);
+    return visit_all(ps, NULL, NULL, &io, read_piece);
 }
 
-int model_write_opt(ckpt_writer *w, const ParamStore *ps, const Optimizer *opt, Comm *comm, char *err, size_t n) {
+int model_write_opt(ckpt_writer *w, const ParamStore *ps, ModelStateParts parts, const void *ctx, Comm *comm, char *err,
+                    size_t n) {
     IoCtx io = {.w = w, .be = ps->be, .comm = comm, .err = err, .n = n};
-    return write_all(ps, opt, &io);
+    return write_all(ps, parts, ctx, &io);
 }
 
-int model_read_opt(ckpt_reader *r, const char *path, ParamStore *ps, const Optimizer *opt, char *err, size_t n) {
+int model_read_opt(ckpt_reader *r, const char *path, ParamStore *ps, ModelStateParts parts, const void *ctx, char *err,
+                   size_t n) {
     IoCtx io = {.r = r, .path = path, .be = ps->be, .err = err, .n = n};
-    return visit_all(ps, opt, &io, read_piece);
+    return visit_all(ps, parts, ctx, &io, read_piece);
 }
 
 int model_write_rows(ckpt_writer *w, Backend *be, Comm *comm, const char *name, Tensor local, int64_t total,

@@ -14,7 +14,8 @@
 
 #include "core/params.h"
 #include "io/ckpt.h"
-#include "train/optim.h"
+
+struct Comm;
 
 /* Name of item `global` of a stacked parameter. */
 void model_item_name(const char *name, int64_t global, char *buf, size_t n);
@@ -26,9 +27,15 @@ int model_write_params(ckpt_writer *w, const ParamStore *ps, struct Comm *comm, 
 /* Every parameter of the store must be present with the registered shape. */
 int model_read_params(ckpt_reader *r, const char *path, ParamStore *ps, char *err, size_t n);
 
-int model_write_opt(ckpt_writer *w, const ParamStore *ps, const Optimizer *opt, struct Comm *comm, char *err,
-                    size_t n);
-int model_read_opt(ckpt_reader *r, const char *path, ParamStore *ps, const Optimizer *opt, char *err, size_t n);
+/* Optimizer state (the store's opt buffer), laid out as `parts` describes:
+ * for parameter p, the number of consecutive blocks, block k holding p->b
+ * items of item_len[k] elements each (train/optim.h gives it; io stays below
+ * train). */
+typedef int (*ModelStateParts)(const void *ctx, const Param *p, int64_t item_len[2]);
+int model_write_opt(ckpt_writer *w, const ParamStore *ps, ModelStateParts parts, const void *ctx, struct Comm *comm,
+                    char *err, size_t n);
+int model_read_opt(ckpt_reader *r, const char *path, ParamStore *ps, ModelStateParts parts, const void *ctx, char *err,
+                   size_t n);
 
 /* A [total x c] tensor whose rows are spread over the processes of comm in
  * slice order (rank r holds rows [r*total/W, (r+1)*total/W)); every process

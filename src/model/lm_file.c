@@ -5,7 +5,7 @@
 #include "core/check.h"
 #include "io/ckpt.h"
 #include "io/model_io.h"
-#include "io/recipe.h"
+#include "core/recipe.h"
 #include "model/model_cfg.h"
 
 void lm_file_load(LmFile *f, const char *path, Backend *be) {

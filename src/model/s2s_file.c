@@ -6,7 +6,7 @@
 #include "core/check.h"
 #include "io/ckpt.h"
 #include "io/model_io.h"
-#include "io/recipe.h"
+#include "core/recipe.h"
 #include "model/model_cfg.h"
 
 void model_file_type(const char *path, char *type, size_t n) {

@@ -10,7 +10,7 @@
 #include "core/log.h"
 #include "data/shards.h"
 #include "io/model_io.h"
-#include "io/recipe.h"
+#include "core/recipe.h"
 #include "model/model_cfg.h"
 #include "train/lm_eval.h"
 #include "train/trainer.h"

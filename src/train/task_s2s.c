@@ -13,7 +13,7 @@
 #include "data/textio.h"
 #include "decode/translate.h"
 #include "io/model_io.h"
-#include "io/recipe.h"
+#include "core/recipe.h"
 #include "model/model_cfg.h"
 #include "text/bleu.h"
 #include "text/chrf.h"

@@ -116,6 +116,11 @@ static void write_model(Trainer *tr, const char *path, int settle) {
     }
 }
 
+/* model_io's view of the optimizer state's layout */
+static int state_parts(const void *opt, const Param *p, int64_t item_len[2]) {
+    return optim_state_parts(opt, p, item_len);
+}
+
 static void write_state(Trainer *tr, const char *path) {
     char err[CKPT_MSG_LEN] = "";
     ckpt_writer *w = NULL;
@@ -141,7 +146,7 @@ static void write_state(Trainer *tr, const char *path) {
         ckpt_put_blob(w, "optimizer", oc, sizeof oc);
     }
     tr->task->ops->write_state(tr->task, tr, w);
-    int rc = model_write_opt(w, &tr->ps, &tr->opt, tr->comm, err, sizeof err);
+    int rc = model_write_opt(w, &tr->ps, state_parts, &tr->opt, tr->comm, err, sizeof err);
     /* the trained weights, when the model file holds smoothed ones */
     if (ema_on(&tr->ema)) {
         if (w) ckpt_put_i64(w, "trained-weights", 1);
@@ -218,7 +223,7 @@ static void resume(Trainer *tr, int mode) {
     if (!missing) memcpy(oc, blob, n < sizeof oc ? n : sizeof oc);
     if (missing || optim_load_counters(&tr->opt, oc, n / sizeof(int64_t), err, sizeof err))
         FATAL(EXIT_RUNTIME, "%s: %s", tr->paths.state, err[0] ? err : "no optimizer counters");
-    if (model_read_opt(s, tr->paths.state, &tr->ps, &tr->opt, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
+    if (model_read_opt(s, tr->paths.state, &tr->ps, state_parts, &tr->opt, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
     /* a run with --exponential-smoothing keeps its trained weights in the state */
     int64_t trained = 0;
     ckpt_get_i64(s, "trained-weights", &trained);

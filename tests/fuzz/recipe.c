@@ -1,4 +1,4 @@
-/* Fuzz target "recipe": the YAML recipe parser (io/recipe.h) and the command-line
+/* Fuzz target "recipe": the YAML recipe parser (core/recipe.h) and the command-line
  * parser (core/options.h) on arbitrary bytes.
  *
  * The input is loaded with recipe_load_string into a moe-train and a moe-eval
@@ -15,7 +15,7 @@
 
 #include "core/options.h"
 #include "fuzz_util.h"
-#include "io/recipe.h"
+#include "core/recipe.h"
 
 #define MAX_ARGS 64
 

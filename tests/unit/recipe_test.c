@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "core/options.h"
-#include "io/recipe.h"
+#include "core/recipe.h"
 
 static char g_dir[64];
 static char err[1024];

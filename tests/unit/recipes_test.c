@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "core/options.h"
-#include "io/recipe.h"
+#include "core/recipe.h"
 #include "model/model_cfg.h"
 #include "text/spm.h"
 

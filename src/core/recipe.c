@@ -1,5 +1,5 @@
 /* YAML recipes: libyaml events → (key, values, line) entries → cfg_set_list. */
-#include "io/recipe.h"
+#include "core/recipe.h"
 
 #include <errno.h>
 #include <limits.h>
