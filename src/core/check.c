@@ -126,3 +126,13 @@ void moe_fclose_at(FILE *f, const char *path, const char *file, int line) {
                      "cannot close '%s': %s", path, strerror(e));
     }
 }
+
+int errf(char *err, size_t n, const char *fmt, ...) {
+    if (err && n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}

@@ -75,4 +75,9 @@ void moe_fclose_at(FILE *f, const char *path, const char *file, int line);
 #define xfwrite(p, size, n, f, path) moe_fwrite_at((p), (size), (n), (f), (path), __FILE__, __LINE__)
 #define xfclose(f, path) moe_fclose_at((f), (path), __FILE__, __LINE__)
 
+/* A one-line message into err (when err and n are non-zero), for the
+ * functions that report errors to their caller; returns -1, so that
+ * `return errf(err, n, "...", ...);` reports and fails at once. */
+int errf(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

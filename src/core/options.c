@@ -17,17 +17,6 @@
 #define HELP_COL   34
 #define NBSP       '\x01' /* a space wrap() does not break at */
 
-static int fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t n, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 const char *options_tool_name(unsigned tool) {
     switch (tool) {
     case TOOL_TRAIN: return "moe-train";
@@ -149,24 +138,24 @@ int options_parse_after(const char *s, After *out, char *err, size_t errlen) {
     After a = {0, 0, 0};
     int seen[3] = {0, 0, 0};
     char buf[256];
-    if (strlen(s) >= sizeof buf) return fail(err, errlen, "'%.40s...' is too long", s);
+    if (strlen(s) >= sizeof buf) return errf(err, errlen, "'%.40s...' is too long", s);
     strcpy(buf, s);
-    if (!*trim(buf)) return fail(err, errlen, "empty value (units: %s)", units);
+    if (!*trim(buf)) return errf(err, errlen, "empty value (units: %s)", units);
     for (char *tok = buf; tok;) {
         char *comma = strchr(tok, ',');
         if (comma) *comma = 0;
         char *item = trim(tok);
         tok = comma ? comma + 1 : NULL;
         size_t n = strlen(item);
-        if (n == 0) return fail(err, errlen, "empty item in '%s'", s);
+        if (n == 0) return errf(err, errlen, "empty item in '%s'", s);
         char u = (char)tolower((unsigned char)item[n - 1]);
         int k = u == 'e' ? 0 : u == 'u' ? 1 : u == 't' ? 2 : -1;
-        if (k < 0 || n == 1) return fail(err, errlen, "'%s' needs a number and a unit (%s)", item, units);
+        if (k < 0 || n == 1) return errf(err, errlen, "'%s' needs a number and a unit (%s)", item, units);
         item[n - 1] = 0;
         int64_t v;
         if (options_parse_int(item, &v) || v < 0)
-            return fail(err, errlen, "bad count '%s' in '%s' (%s)", item, s, units);
-        if (seen[k]) return fail(err, errlen, "unit '%c' given twice in '%s'", u, s);
+            return errf(err, errlen, "bad count '%s' in '%s' (%s)", item, s, units);
+        if (seen[k]) return errf(err, errlen, "unit '%c' given twice in '%s'", u, s);
         seen[k] = 1;
         if (k == 0)
             a.epochs = v;
@@ -197,21 +186,21 @@ int options_parse_rate(const char *s, double *out) {
 int options_check_rate(const char *s, char *err, size_t errlen) {
     double v;
     if (!*s || !options_parse_rate(s, &v)) return 0;
-    return fail(err, errlen, "'%.40s' is not a probability in [0, 1) (or empty: as --dropout)", s);
+    return errf(err, errlen, "'%.40s' is not a probability in [0, 1) (or empty: as --dropout)", s);
 }
 
 int options_check_layers(const char *s, char *err, size_t errlen) {
     char buf[512];
-    if (strlen(s) >= sizeof buf) return fail(err, errlen, "'%.40s...' is too long", s);
+    if (strlen(s) >= sizeof buf) return errf(err, errlen, "'%.40s...' is too long", s);
     strcpy(buf, s);
-    if (!*trim(buf)) return fail(err, errlen, "empty layer stack (e.g. lstm,moe,lstm)");
+    if (!*trim(buf)) return errf(err, errlen, "empty layer stack (e.g. lstm,moe,lstm)");
     int n = 0;
     const char *p = s;
     for (;;) {
         const char *q = strchr(p, ',');
         size_t len = q ? (size_t)(q - p) : strlen(p);
         if (!((len == 4 && strncmp(p, "lstm", 4) == 0) || (len == 3 && strncmp(p, "moe", 3) == 0)))
-            return fail(err, errlen, "layer '%.*s' in '%s' is not lstm or moe (e.g. lstm,moe,lstm)", (int)len,
+            return errf(err, errlen, "layer '%.*s' in '%s' is not lstm or moe (e.g. lstm,moe,lstm)", (int)len,
                         p, s);
         n++;
         if (!q) break;
@@ -299,42 +288,42 @@ static int parse_scalar(const OptDef *d, OptType t, const char *text, Val *v, co
     switch (t) {
     case OPT_BOOL:
         if (options_parse_bool(text, &v->b))
-            return fail(err, errlen, "option %s expects true or false, got '%s'", nm, text);
+            return errf(err, errlen, "option %s expects true or false, got '%s'", nm, text);
         return 0;
     case OPT_INT:
         if (options_parse_int(text, &v->i))
-            return fail(err, errlen, "option %s expects an integer, got '%s'", nm, text);
+            return errf(err, errlen, "option %s expects an integer, got '%s'", nm, text);
         if (v->i < 0)
-            return fail(err, errlen, "option %s expects a non-negative integer, got '%s'", nm, text);
+            return errf(err, errlen, "option %s expects a non-negative integer, got '%s'", nm, text);
         return 0;
     case OPT_FLOAT:
         if (options_parse_float(text, &v->f))
-            return fail(err, errlen, "option %s expects a number, got '%s'", nm, text);
-        if (v->f < 0) return fail(err, errlen, "option %s expects a non-negative number, got '%s'", nm, text);
+            return errf(err, errlen, "option %s expects a number, got '%s'", nm, text);
+        if (v->f < 0) return errf(err, errlen, "option %s expects a non-negative number, got '%s'", nm, text);
         return 0;
     case OPT_ENUM:
         if (!in_choices(d->choices, text))
-            return fail(err, errlen, "option %s expects one of %s, got '%s'", nm,
+            return errf(err, errlen, "option %s expects one of %s, got '%s'", nm,
                         choices_text(d->choices, cb, sizeof cb), text);
         v->s = xstrdup(text);
         return 0;
     case OPT_STRING:
         if (d->check) {
             char why[256];
-            if (d->check(text, why, sizeof why)) return fail(err, errlen, "option %s: %s", nm, why);
+            if (d->check(text, why, sizeof why)) return errf(err, errlen, "option %s: %s", nm, why);
         }
         v->s = xstrdup(text);
         return 0;
     case OPT_LIST: break;
     }
-    return fail(err, errlen, "option %s: bad type", nm);
+    return errf(err, errlen, "option %s: bad type", nm);
 }
 
 static int parse_list(const OptDef *d, const char *const *items, size_t n, Val *v, const char *nm, char *err,
                       size_t errlen) {
     char cb[256];
     if (d->count && n && (int)n != d->count)
-        return fail(err, errlen, "option %s expects %d values, got %zu", nm, d->count, n);
+        return errf(err, errlen, "option %s expects %d values, got %zu", nm, d->count, n);
     OptType et = elem_type(d);
     v->n = n;
     v->items = xcalloc(n ? n : 1, sizeof *v->items, "option list");
@@ -344,9 +333,9 @@ static int parse_list(const OptDef *d, const char *const *items, size_t n, Val *
         const char *t = items[k];
         v->items[k] = xstrdup(t);
         if (et == OPT_INT && (options_parse_int(t, &v->ints[k]) || v->ints[k] < 0))
-            return fail(err, errlen, "option %s expects non-negative integers, got '%s'", nm, t);
+            return errf(err, errlen, "option %s expects non-negative integers, got '%s'", nm, t);
         if (et == OPT_FLOAT && (options_parse_float(t, &v->floats[k]) || v->floats[k] < 0))
-            return fail(err, errlen, "option %s expects non-negative numbers, got '%s'", nm, t);
+            return errf(err, errlen, "option %s expects non-negative numbers, got '%s'", nm, t);
         /* numeric items are kept in canonical form ("8k" -> "8000"), as scalars print */
         char canon[64];
         if (et == OPT_INT) snprintf(canon, sizeof canon, "%lld", (long long)v->ints[k]);
@@ -356,7 +345,7 @@ static int parse_list(const OptDef *d, const char *const *items, size_t n, Val *
             v->items[k] = xstrdup(canon);
         }
         if (et == OPT_ENUM && !in_choices(d->choices, t))
-            return fail(err, errlen, "option %s expects items from %s, got '%s'", nm,
+            return errf(err, errlen, "option %s expects items from %s, got '%s'", nm,
                         choices_text(d->choices, cb, sizeof cb), t);
     }
     return 0;
@@ -490,7 +479,7 @@ int cfg_set_list(Config *cfg, const char *name, const char *const *items, size_t
     if (s->d->type == OPT_LIST) {
         rc = parse_list(s->d, items, n, &v, nm, err, errlen);
     } else if (n != 1) {
-        rc = fail(err, errlen, "option %s takes one value, got %zu", nm, n);
+        rc = errf(err, errlen, "option %s takes one value, got %zu", nm, n);
     } else {
         rc = parse_scalar(s->d, s->d->type, items[0], &v, nm, err, errlen);
     }
@@ -678,31 +667,31 @@ int options_table_check(char *err, size_t errlen) {
             const OptDef *d = &options_table[i];
             if (!(d->tools & tool)) continue;
             if (!d->name || !d->help || !*d->help)
-                return fail(err, errlen, "entry %zu has no name or help", i);
+                return errf(err, errlen, "entry %zu has no name or help", i);
             for (const char *p = d->name; *p; p++)
                 if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '-'))
-                    return fail(err, errlen, "'%s': names are lower-case kebab-case", d->name);
+                    return errf(err, errlen, "'%s': names are lower-case kebab-case", d->name);
             for (size_t j = i + 1; j < options_table_size; j++) {
                 const OptDef *e = &options_table[j];
                 if (!(e->tools & tool)) continue;
                 if (strcmp(d->name, e->name) == 0)
-                    return fail(err, errlen, "'%s' is defined twice for %s", d->name,
+                    return errf(err, errlen, "'%s' is defined twice for %s", d->name,
                                 options_tool_name(tool));
                 if (d->alias && d->alias == e->alias)
-                    return fail(err, errlen, "alias -%c of '%s' and '%s' clash in %s", d->alias, d->name,
+                    return errf(err, errlen, "alias -%c of '%s' and '%s' clash in %s", d->alias, d->name,
                                 e->name, options_tool_name(tool));
             }
             if ((d->type == OPT_ENUM || elem_type(d) == OPT_ENUM) && !d->choices)
-                return fail(err, errlen, "'%s' has no choices", d->name);
+                return errf(err, errlen, "'%s' has no choices", d->name);
             Val v = {0};
             char why[512];
             int rc = parse_text(d, d->def ? d->def : "", &v, d->name, why, sizeof why);
             val_free(&v);
-            if (rc) return fail(err, errlen, "default of '%s': %s", d->name, why);
+            if (rc) return errf(err, errlen, "default of '%s': %s", d->name, why);
             if (d->implicit) {
                 rc = parse_text(d, d->implicit, &v, d->name, why, sizeof why);
                 val_free(&v);
-                if (rc) return fail(err, errlen, "implicit value of '%s': %s", d->name, why);
+                if (rc) return errf(err, errlen, "implicit value of '%s': %s", d->name, why);
             }
         }
     }
@@ -741,10 +730,10 @@ static int tokenize(unsigned tool, int argc, char **argv, CliItem *items, long *
         const char *a = argv[i];
         if (!is_option(a)) {
             if (prev && prev->type == OPT_BOOL)
-                return fail(err, errlen,
+                return errf(err, errlen,
                             "unexpected argument '%s': '--%s' is a switch (write --%s=false to turn it off)",
                             a, prev->name, prev->name);
-            return fail(err, errlen, "unexpected argument '%s' (options start with --)", a);
+            return errf(err, errlen, "unexpected argument '%s' (options start with --)", a);
         }
         const OptDef *d;
         const char *inline_val = NULL;
@@ -752,7 +741,7 @@ static int tokenize(unsigned tool, int argc, char **argv, CliItem *items, long *
         if (a[1] == '-') {
             const char *eq = strchr(a + 2, '=');
             size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-            if (len >= sizeof name) return fail(err, errlen, "unknown option '%.60s...'", a);
+            if (len >= sizeof name) return errf(err, errlen, "unknown option '%.60s...'", a);
             memcpy(name, a + 2, len);
             name[len] = 0;
             if (eq) inline_val = eq + 1;
@@ -782,15 +771,15 @@ static int tokenize(unsigned tool, int argc, char **argv, CliItem *items, long *
                                  options_tool_name(t));
                 }
                 if (ns)
-                    return fail(err, errlen, "'%s' is not an option of %s (it is %s%s%s)", a,
+                    return errf(err, errlen, "'%s' is not an option of %s (it is %s%s%s)", a,
                                 options_tool_name(tool), what[0], ns > 1 ? "; " : "", ns > 1 ? what[1] : "");
-                return fail(err, errlen, "unknown option '%s' (see %s --help)", a, options_tool_name(tool));
+                return errf(err, errlen, "unknown option '%s' (see %s --help)", a, options_tool_name(tool));
             }
         } else {
             /* "-dim-emb": a long name with one dash */
             if (options_find(tool, a + 1))
-                return fail(err, errlen, "unknown option '%s' (did you mean '-%s'?)", a, a);
-            return fail(err, errlen, "unknown option '%s' (long options start with --)", a);
+                return errf(err, errlen, "unknown option '%s' (did you mean '-%s'?)", a, a);
+            return errf(err, errlen, "unknown option '%s' (long options start with --)", a);
         }
         CliItem *it = NULL;
         for (long k = 0; k < nitems; k++)
@@ -819,7 +808,7 @@ static int tokenize(unsigned tool, int argc, char **argv, CliItem *items, long *
         } else if (d->implicit) {
             item_push(it, d->implicit);
         } else {
-            return fail(err, errlen, "option '--%s' expects a value%s", d->name,
+            return errf(err, errlen, "option '--%s' expects a value%s", d->name,
                         d->type == OPT_INT     ? " (an integer)"
                         : d->type == OPT_FLOAT ? " (a number)"
                                                : "");
@@ -1132,7 +1121,7 @@ static int mentions(const char *text, const char *name) {
 
 int options_check_man(unsigned tool, const char *man_path, char *missing, size_t n) {
     FILE *f = fopen(man_path, "rb");
-    if (!f) return fail(missing, n, "cannot open man page '%s'", man_path);
+    if (!f) return errf(missing, n, "cannot open man page '%s'", man_path);
     size_t cap = 1 << 16, len = 0;
     char *text = xmalloc(cap + 1, "man page");
     for (size_t r; (r = fread(text + len, 1, cap - len, f)) > 0;) {
@@ -1143,7 +1132,7 @@ int options_check_man(unsigned tool, const char *man_path, char *missing, size_t
     fclose(f);
     if (bad) {
         free(text);
-        return fail(missing, n, "cannot read man page '%s'", man_path);
+        return errf(missing, n, "cannot read man page '%s'", man_path);
     }
     text[len] = 0;
     roff_plain(text);

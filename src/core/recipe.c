@@ -14,17 +14,6 @@
 
 #define MAX_DEPTH 16
 
-static int fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t n, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 typedef struct Entry {
     char *key;
     int line;    /* of the key, 1-based */
@@ -77,15 +66,15 @@ static int is_null(const yaml_event_t *ev) {
 static int line_of(const yaml_event_t *ev) { return (int)ev->start_mark.line + 1; }
 
 static int parser_error(const yaml_parser_t *p, const char *name, char *err, size_t n) {
-    if (p->error == YAML_MEMORY_ERROR) return fail(err, n, "%s: out of memory reading YAML", name);
+    if (p->error == YAML_MEMORY_ERROR) return errf(err, n, "%s: out of memory reading YAML", name);
     if (p->error == YAML_READER_ERROR)
-        return fail(err, n, "%s: malformed YAML: %s at byte %zu", name,
+        return errf(err, n, "%s: malformed YAML: %s at byte %zu", name,
                     p->problem ? p->problem : "read error", p->problem_offset);
     if (p->context)
-        return fail(err, n, "%s:%zu:%zu: malformed YAML: %s (%s at line %zu)", name, p->problem_mark.line + 1,
+        return errf(err, n, "%s:%zu:%zu: malformed YAML: %s (%s at line %zu)", name, p->problem_mark.line + 1,
                     p->problem_mark.column + 1, p->problem ? p->problem : "syntax error", p->context,
                     p->context_mark.line + 1);
-    return fail(err, n, "%s:%zu:%zu: malformed YAML: %s", name, p->problem_mark.line + 1,
+    return errf(err, n, "%s:%zu:%zu: malformed YAML: %s", name, p->problem_mark.line + 1,
                 p->problem_mark.column + 1, p->problem ? p->problem : "syntax error");
 }
 
@@ -125,10 +114,10 @@ static int read_value(yaml_parser_t *p, Entry *e, const char *name, char *err, s
                 break;
             }
             if (it.type != YAML_SCALAR_EVENT) {
-                rc = fail(err, n, "%s:%d: items of '%s' must be plain values, not %s", name, line_of(&it),
+                rc = errf(err, n, "%s:%d: items of '%s' must be plain values, not %s", name, line_of(&it),
                           e->key, event_what(it.type));
             } else if (is_null(&it)) {
-                rc = fail(err, n, "%s:%d: empty item in the list of '%s'", name, line_of(&it), e->key);
+                rc = errf(err, n, "%s:%d: empty item in the list of '%s'", name, line_of(&it), e->key);
             } else {
                 entry_push(e, (const char *)it.data.scalar.value, line_of(&it));
             }
@@ -136,9 +125,9 @@ static int read_value(yaml_parser_t *p, Entry *e, const char *name, char *err, s
             if (rc) break;
         }
     } else if (ev.type == YAML_ALIAS_EVENT) {
-        rc = fail(err, n, "%s:%d: YAML aliases (*name) are not supported in recipes", name, line_of(&ev));
+        rc = errf(err, n, "%s:%d: YAML aliases (*name) are not supported in recipes", name, line_of(&ev));
     } else {
-        rc = fail(err, n, "%s:%d: option '%s' takes a value or a list, not %s", name, line_of(&ev), e->key,
+        rc = errf(err, n, "%s:%d: option '%s' takes a value or a list, not %s", name, line_of(&ev), e->key,
                   event_what(ev.type));
     }
     yaml_event_delete(&ev);
@@ -163,10 +152,10 @@ static int read_doc(yaml_parser_t *p, Doc *d, const char *name, char *err, size_
         case YAML_DOCUMENT_END_EVENT: break;
         case YAML_DOCUMENT_START_EVENT:
             if (state == 2)
-                rc = fail(err, n, "%s:%d: a recipe is one YAML document; found a second one", name, line);
+                rc = errf(err, n, "%s:%d: a recipe is one YAML document; found a second one", name, line);
             break;
         case YAML_MAPPING_START_EVENT:
-            if (state != 0) rc = fail(err, n, "%s:%d: nested mapping", name, line);
+            if (state != 0) rc = errf(err, n, "%s:%d: nested mapping", name, line);
             state = 1;
             break;
         case YAML_MAPPING_END_EVENT: state = 2; break;
@@ -176,7 +165,7 @@ static int read_doc(yaml_parser_t *p, Doc *d, const char *name, char *err, size_
                 break;
             }
             if (state != 1) {
-                rc = fail(err, n, "%s:%d: a recipe must be a mapping of option names to values", name, line);
+                rc = errf(err, n, "%s:%d: a recipe must be a mapping of option names to values", name, line);
                 break;
             }
             if (d->n == d->cap) {
@@ -192,8 +181,8 @@ static int read_doc(yaml_parser_t *p, Doc *d, const char *name, char *err, size_
         default:
             rc =
                 state == 1
-                    ? fail(err, n, "%s:%d: keys must be option names, not %s", name, line, event_what(t))
-                    : fail(err, n, "%s:%d: a recipe must be a mapping of option names to values", name, line);
+                    ? errf(err, n, "%s:%d: keys must be option names, not %s", name, line, event_what(t))
+                    : errf(err, n, "%s:%d: a recipe must be a mapping of option names to values", name, line);
             break;
         }
         yaml_event_delete(&ev);
@@ -233,13 +222,13 @@ static int load_includes(Config *cfg, const Entry *e, const char *name, Stack *s
         const char *id = realpath(path, real) ? real : path;
         for (int i = 0; i < st->depth; i++)
             if (strcmp(st->ids[i], id) == 0)
-                return fail(err, n, "%s:%d: recipe '%s' includes itself (through config:)", name, e->lines[k],
+                return errf(err, n, "%s:%d: recipe '%s' includes itself (through config:)", name, e->lines[k],
                             path);
         if (st->depth >= MAX_DEPTH)
-            return fail(err, n, "%s:%d: recipes nested deeper than %d", name, e->lines[k], MAX_DEPTH);
+            return errf(err, n, "%s:%d: recipes nested deeper than %d", name, e->lines[k], MAX_DEPTH);
         FILE *f = open_recipe(path);
         if (!f)
-            return fail(err, n, "%s:%d: cannot open recipe '%s': %s", name, e->lines[k], path,
+            return errf(err, n, "%s:%d: cannot open recipe '%s': %s", name, e->lines[k], path,
                         strerror(errno));
         int rc = load_any(cfg, NULL, 0, f, path, id, st, err, n);
         fclose(f);
@@ -253,7 +242,7 @@ static int apply(Config *cfg, const Doc *d, const char *name, Stack *st, char *e
     for (size_t i = 0; i < d->n; i++)
         for (size_t j = 0; j < i; j++)
             if (strcmp(d->e[i].key, d->e[j].key) == 0)
-                return fail(err, n, "%s:%d: duplicate key '%s' (first at line %d)", name, d->e[i].line,
+                return errf(err, n, "%s:%d: duplicate key '%s' (first at line %d)", name, d->e[i].line,
                             d->e[i].key, d->e[j].line);
     /* check every key before applying any, so a typo is reported first */
     for (size_t i = 0; i < d->n; i++) {
@@ -262,10 +251,10 @@ static int apply(Config *cfg, const Doc *d, const char *name, Stack *st, char *e
         char msg[512];
         if (!o) {
             options_unknown_message(tool, e->key, 0, msg, sizeof msg);
-            return fail(err, n, "%s:%d: %s", name, e->line, msg);
+            return errf(err, n, "%s:%d: %s", name, e->line, msg);
         }
         if (o->flags & OPTF_CLI_ONLY)
-            return fail(err, n, "%s:%d: '%s' is a command-line action, not a recipe key", name, e->line,
+            return errf(err, n, "%s:%d: '%s' is a command-line action, not a recipe key", name, e->line,
                         e->key);
     }
     for (size_t i = 0; i < d->n; i++)
@@ -276,7 +265,7 @@ static int apply(Config *cfg, const Doc *d, const char *name, Stack *st, char *e
         const OptDef *o = options_find(tool, e->key);
         int line = e->n ? e->lines[0] : e->value_line;
         if (e->is_seq && o->type != OPT_LIST)
-            return fail(err, n, "%s:%d: option '%s' takes one value, not a list", name, e->value_line,
+            return errf(err, n, "%s:%d: option '%s' takes one value, not a list", name, e->value_line,
                         e->key);
         char where[PATH_MAX + 32], msg[512];
         snprintf(where, sizeof where, "%s:%d", name, e->line);
@@ -296,7 +285,7 @@ static int apply(Config *cfg, const Doc *d, const char *name, Stack *st, char *e
         } else {
             rc = cfg_set(cfg, e->key, "", CFG_RECIPE, where, msg, sizeof msg);
         }
-        if (rc) return fail(err, n, "%s:%d: %s", name, line, msg);
+        if (rc) return errf(err, n, "%s:%d: %s", name, line, msg);
     }
     return 0;
 }
@@ -304,7 +293,7 @@ static int apply(Config *cfg, const Doc *d, const char *name, Stack *st, char *e
 static int load_any(Config *cfg, const char *text, size_t len, FILE *f, const char *name, const char *id,
                     Stack *st, char *err, size_t n) {
     yaml_parser_t p;
-    if (!yaml_parser_initialize(&p)) return fail(err, n, "%s: cannot initialise the YAML parser", name);
+    if (!yaml_parser_initialize(&p)) return errf(err, n, "%s: cannot initialise the YAML parser", name);
     if (f)
         yaml_parser_set_input_file(&p, f);
     else
@@ -323,7 +312,7 @@ static int load_any(Config *cfg, const char *text, size_t len, FILE *f, const ch
 
 int recipe_load(Config *cfg, const char *path, char *err, size_t errlen) {
     FILE *f = open_recipe(path);
-    if (!f) return fail(err, errlen, "cannot open recipe '%s': %s", path, strerror(errno));
+    if (!f) return errf(err, errlen, "cannot open recipe '%s': %s", path, strerror(errno));
     char real[PATH_MAX];
     Stack st = {.depth = 0};
     int rc = load_any(cfg, NULL, 0, f, path, realpath(path, real) ? real : path, &st, err, errlen);

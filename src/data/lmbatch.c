@@ -11,15 +11,6 @@
 /* Philox stream tags: one per purpose, so no two draws share a stream. */
 enum { TAG_PERM = 0x5045524D, TAG_BATCHES = 0x42415443 };
 
-static void msgf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void msgf(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- small helpers ----------------------------------------------------------- */
 
 uint64_t lm_hash_mix(uint64_t h, uint64_t x) {
@@ -261,12 +252,12 @@ void lm_save(const LmIter *it, LmCursor *c) {
 
 int lm_restore(LmIter *it, const LmCursor *c, char *err, size_t errlen) {
     if (c->kind != it->kind) {
-        msgf(err, errlen, "data cursor was saved by a %s iterator, this one is %s", kind_name(c->kind),
+        errf(err, errlen, "data cursor was saved by a %s iterator, this one is %s", kind_name(c->kind),
              kind_name(it->kind));
         return -1;
     }
     if (c->epoch < 0 || c->shard < 0 || c->chunk < 0 || c->batch < 0) {
-        msgf(err, errlen, "data cursor has negative fields (corrupt)");
+        errf(err, errlen, "data cursor has negative fields (corrupt)");
         return -1;
     }
     if (it->ops->restore(it, c, err, errlen) != 0) return -1;
@@ -307,7 +298,7 @@ LmIter *lm_iter_new(const LmIterOps *ops, void *self, int kind) {
 
 int lm_check_fingerprint(const LmCursor *c, uint64_t fp, char *err, size_t errlen) {
     if ((uint64_t)c->fingerprint == fp) return 0;
-    msgf(err, errlen,
+    errf(err, errlen,
          "data cursor does not match this data or these batching options (fingerprint %016llx, expected %016llx)",
          (unsigned long long)c->fingerprint, (unsigned long long)fp);
     return -1;
@@ -371,7 +362,7 @@ static int sent_restore(LmIter *it, const LmCursor *c, char *err, size_t errlen)
     SentIter *s = it->self;
     if (lm_check_fingerprint(c, s->fp, err, errlen)) return -1;
     if (c->chunk > s->nwin) {
-        msgf(err, errlen, "data cursor window %lld is past the last window %lld", (long long)c->chunk,
+        errf(err, errlen, "data cursor window %lld is past the last window %lld", (long long)c->chunk,
              (long long)s->nwin);
         return -1;
     }
@@ -413,15 +404,15 @@ int lm_iter_sentences(LmIter **out, const LmCorpus *c, const LmBatchOpts *o, cha
     *out = NULL;
     int64_t n = lm_corpus_sentences(c);
     if (n == 0) {
-        msgf(err, errlen, "no sentences to batch");
+        errf(err, errlen, "no sentences to batch");
         return -1;
     }
     if (o->words <= 0 && o->sents <= 0) {
-        msgf(err, errlen, "set a batch size: mini-batch-words or mini-batch must be positive");
+        errf(err, errlen, "set a batch size: mini-batch-words or mini-batch must be positive");
         return -1;
     }
     if (o->max_len < 0 || o->window < 0) {
-        msgf(err, errlen, "max-length and the window must not be negative");
+        errf(err, errlen, "max-length and the window must not be negative");
         return -1;
     }
     SentIter *s = xcalloc(1, sizeof *s, "a sentence iterator");

@@ -100,15 +100,6 @@ void lm_corpus_add(LmCorpus *c, const int32_t *ids, int64_t n) {
     c->off[++c->nsent] = c->ntok;
 }
 
-static void msgf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void msgf(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 int lm_read_sentence(TextReader *r, const Vocab *v, const LmReadOpts *o, LmEncoder *e, int64_t *skipped, char *err,
                      size_t errlen) {
     char *line;
@@ -119,7 +110,7 @@ int lm_read_sentence(TextReader *r, const Vocab *v, const LmReadOpts *o, LmEncod
     if (rc == TEXTIO_OK) rc = textio_check_utf8(r, line, len, msg, sizeof msg);
     else snprintf(msg, sizeof msg, "%s", textio_error(r));
     if (rc == TEXTIO_ERR_IO || (rc != TEXTIO_OK && !(o && o->skip_bad_lines))) {
-        msgf(err, errlen, "%s", msg);
+        errf(err, errlen, "%s", msg);
         return -1;
     }
     if (rc != TEXTIO_OK) {

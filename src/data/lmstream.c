@@ -9,15 +9,6 @@
 #include "core/check.h"
 #include "data/lmbatch.h"
 
-static void msgf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void msgf(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- one continuous stream (PTB) --------------------------------------------------- */
 
 typedef struct {
@@ -97,7 +88,7 @@ static int stream_restore(LmIter *it, const LmCursor *c, char *err, size_t errle
     StreamIter *s = it->self;
     if (lm_check_fingerprint(c, s->fp, err, errlen)) return -1;
     if (c->batch > s->nb) {
-        msgf(err, errlen, "data cursor batch %lld is past the last batch %lld", (long long)c->batch, (long long)s->nb);
+        errf(err, errlen, "data cursor batch %lld is past the last batch %lld", (long long)c->batch, (long long)s->nb);
         return -1;
     }
     it->epoch = c->epoch;
@@ -134,12 +125,12 @@ static const LmIterOps STREAM_OPS = {stream_next,     stream_save, stream_restor
 int lm_iter_stream(LmIter **out, const LmCorpus *c, int T, int B, char *err, size_t errlen) {
     *out = NULL;
     if (T < 1 || B < 1) {
-        msgf(err, errlen, "stream batches need bptt >= 1 and batch size >= 1 (got %d, %d)", T, B);
+        errf(err, errlen, "stream batches need bptt >= 1 and batch size >= 1 (got %d, %d)", T, B);
         return -1;
     }
     int64_t N = lm_corpus_words(c) + lm_corpus_sentences(c), L = N / B;
     if (L < 2) {
-        msgf(err, errlen, "a stream of %lld tokens is too short for %d streams", (long long)N, B);
+        errf(err, errlen, "a stream of %lld tokens is too short for %d streams", (long long)N, B);
         return -1;
     }
     StreamIter *s = xcalloc(1, sizeof *s, "a stream iterator");
@@ -193,7 +184,7 @@ static int eval_restore(LmIter *it, const LmCursor *c, char *err, size_t errlen)
     EvalIter *s = it->self;
     if (lm_check_fingerprint(c, s->fp, err, errlen)) return -1;
     if (c->batch > s->nb) {
-        msgf(err, errlen, "data cursor batch %lld is past the last batch %lld", (long long)c->batch, (long long)s->nb);
+        errf(err, errlen, "data cursor batch %lld is past the last batch %lld", (long long)c->batch, (long long)s->nb);
         return -1;
     }
     it->epoch = c->epoch;
@@ -229,11 +220,11 @@ static const LmIterOps EVAL_OPS = {eval_next, eval_save, eval_restore, eval_seek
 int lm_iter_eval(LmIter **out, const LmCorpus *c, int B, int64_t max_len, char *err, size_t errlen) {
     *out = NULL;
     if (B < 1 || max_len < 0) {
-        msgf(err, errlen, "evaluation needs batch size >= 1 and max-length >= 0 (got %d, %lld)", B, (long long)max_len);
+        errf(err, errlen, "evaluation needs batch size >= 1 and max-length >= 0 (got %d, %lld)", B, (long long)max_len);
         return -1;
     }
     if (lm_corpus_sentences(c) == 0) {
-        msgf(err, errlen, "no sentences to evaluate");
+        errf(err, errlen, "no sentences to evaluate");
         return -1;
     }
     EvalIter *s = xcalloc(1, sizeof *s, "an evaluation iterator");

@@ -38,15 +38,6 @@ struct ParCorpus {
     ParLoadStats st;
 };
 
-static void msgf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void msgf(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- storage ------------------------------------------------------------------- */
 
 ParCorpus *par_corpus_new(int32_t vocab_src, int32_t vocab_tgt) {
@@ -282,7 +273,7 @@ static int encode_line(const ParEncoder *e, const TextReader *r, const char *lin
     size_t n = 0;
     char msg[600] = "";
     if (e->fn(e->ctx, line, len, &ids, &n, msg, sizeof msg) != 0) {
-        msgf(err, errlen, "%s:%lld: %s", textio_path(r), (long long)textio_line(r),
+        errf(err, errlen, "%s:%lld: %s", textio_path(r), (long long)textio_line(r),
              *msg ? msg : "the encoder failed");
         return -1;
     }
@@ -294,7 +285,7 @@ static int encode_line(const ParEncoder *e, const TextReader *r, const char *lin
     out->n = (int64_t)n;
     int64_t bad = first_out_of_range(out->ids, out->n, e->vocab_size);
     if (bad >= 0) {
-        msgf(err, errlen, "%s:%lld: the encoder gave %s id %d at token %lld, outside [0, %d)", textio_path(r),
+        errf(err, errlen, "%s:%lld: the encoder gave %s id %d at token %lld, outside [0, %d)", textio_path(r),
              (long long)textio_line(r), what, out->ids[bad], (long long)bad, e->vocab_size);
         return -1;
     }
@@ -326,10 +317,10 @@ static int mismatch(TextReader *rs, TextReader *rt, int src_ended, char *err, si
     TextReader *rest = src_ended ? rt : rs;
     int64_t more = textio_skip(rest, INT64_MAX);
     if (more < 0) {
-        msgf(err, errlen, "%s", textio_error(rest));
+        errf(err, errlen, "%s", textio_error(rest));
         return -1;
     }
-    msgf(err, errlen, "line counts differ: %s has %lld lines, %s has %lld", textio_path(rs),
+    errf(err, errlen, "line counts differ: %s has %lld lines, %s has %lld", textio_path(rs),
          (long long)textio_line(rs), textio_path(rt), (long long)textio_line(rt));
     return -1;
 }
@@ -345,7 +336,7 @@ static int read_pairs(ParCorpus *c, TextReader *rs, TextReader *rt, const ParEnc
         int rcs = textio_next(rs, &ls, &ns);
         int rct = rt ? textio_next(rt, &lt, &nt) : TEXTIO_EOF;
         if (rcs == TEXTIO_ERR_IO || rct == TEXTIO_ERR_IO) {
-            msgf(err, errlen, "%s", textio_error(rcs == TEXTIO_ERR_IO ? rs : rt));
+            errf(err, errlen, "%s", textio_error(rcs == TEXTIO_ERR_IO ? rs : rt));
             ret = -1;
             break;
         }
@@ -359,7 +350,7 @@ static int read_pairs(ParCorpus *c, TextReader *rs, TextReader *rt, const ParEnc
         if (bad == TEXTIO_OK && rt) bad = line_status(rt, rct, lt, nt, msg, sizeof msg);
         if (bad != TEXTIO_OK) {
             if (!(o && o->skip_bad_lines)) {
-                msgf(err, errlen, "%s", msg);
+                errf(err, errlen, "%s", msg);
                 ret = -1;
                 break;
             }

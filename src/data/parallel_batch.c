@@ -11,15 +11,6 @@
 /* Philox stream tags, distinct from the language-model ones. */
 enum { TAG_PERM = 0x50504552, TAG_BATCHES = 0x50424154 };
 
-static void msgf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void msgf(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 ParBatchOpts par_batch_defaults(void) {
     ParBatchOpts o = {0};
     o.sents = 64;
@@ -345,16 +336,16 @@ void par_save(const ParIter *it, ParCursor *c) {
 
 int par_restore(ParIter *it, const ParCursor *c, char *err, size_t errlen) {
     if (c->kind != it->kind) {
-        msgf(err, errlen, "data cursor was saved by a %s iterator (kind %lld), this one is %s", kind_name(c->kind),
+        errf(err, errlen, "data cursor was saved by a %s iterator (kind %lld), this one is %s", kind_name(c->kind),
              (long long)c->kind, kind_name(it->kind));
         return -1;
     }
     if (c->epoch < 0 || c->window < 0 || c->batch < 0 || c->pos < 0 || c->delivered < 0) {
-        msgf(err, errlen, "data cursor has negative fields (corrupt)");
+        errf(err, errlen, "data cursor has negative fields (corrupt)");
         return -1;
     }
     if ((uint64_t)c->fingerprint != it->fp) {
-        msgf(err, errlen,
+        errf(err, errlen,
              "data cursor does not match this data or these batching options (fingerprint %016llx, expected %016llx)",
              (unsigned long long)c->fingerprint, (unsigned long long)it->fp);
         return -1;
@@ -362,7 +353,7 @@ int par_restore(ParIter *it, const ParCursor *c, char *err, size_t errlen) {
     int64_t n = par_corpus_pairs(it->c);
     if (it->kind == PAR_ITER_TRAIN) {
         if (c->window > it->nwin) {
-            msgf(err, errlen, "data cursor window %lld is past the last window %lld", (long long)c->window,
+            errf(err, errlen, "data cursor window %lld is past the last window %lld", (long long)c->window,
                  (long long)it->nwin);
             return -1;
         }
@@ -373,7 +364,7 @@ int par_restore(ParIter *it, const ParCursor *c, char *err, size_t errlen) {
         if (it->win < it->nwin) {
             train_prepare(it); /* the window's batch count bounds the cursor */
             if (it->k > it->plan.nb) {
-                msgf(err, errlen, "data cursor batch %lld is past the %lld batches of window %lld",
+                errf(err, errlen, "data cursor batch %lld is past the %lld batches of window %lld",
                      (long long)c->batch, (long long)it->plan.nb, (long long)c->window);
                 it->epoch = epoch; /* unchanged position; perm and plan are rebuilt on demand */
                 it->win = win;
@@ -383,7 +374,7 @@ int par_restore(ParIter *it, const ParCursor *c, char *err, size_t errlen) {
         }
     } else {
         if (c->pos > n) {
-            msgf(err, errlen, "data cursor pair %lld is past the last pair %lld", (long long)c->pos, (long long)n);
+            errf(err, errlen, "data cursor pair %lld is past the last pair %lld", (long long)c->pos, (long long)n);
             return -1;
         }
         it->epoch = c->epoch;
@@ -417,16 +408,16 @@ void par_describe(const ParIter *it, char *buf, size_t n) {
 
 static int check_opts(const ParCorpus *c, const ParBatchOpts *o, char *err, size_t errlen) {
     if (o->words < 0 || o->sents < 0 || o->window < 0) {
-        msgf(err, errlen, "mini-batch-words, mini-batch and the window must not be negative");
+        errf(err, errlen, "mini-batch-words, mini-batch and the window must not be negative");
         return -1;
     }
     int32_t vt = par_corpus_has_target(c) ? par_corpus_vocab(c, PAR_TGT) : 0;
     if (par_corpus_has_target(c) && (o->bos < 0 || o->bos >= vt || o->eos < 0 || o->eos >= vt)) {
-        msgf(err, errlen, "bos %d / eos %d outside the target vocabulary [0, %d)", o->bos, o->eos, vt);
+        errf(err, errlen, "bos %d / eos %d outside the target vocabulary [0, %d)", o->bos, o->eos, vt);
         return -1;
     }
     if (o->src_eos && (o->eos < 0 || o->eos >= par_corpus_vocab(c, PAR_SRC))) {
-        msgf(err, errlen, "eos %d outside the source vocabulary [0, %d)", o->eos, par_corpus_vocab(c, PAR_SRC));
+        errf(err, errlen, "eos %d outside the source vocabulary [0, %d)", o->eos, par_corpus_vocab(c, PAR_SRC));
         return -1;
     }
     return 0;
@@ -455,16 +446,16 @@ int par_iter_train(ParIter **out, const ParCorpus *c, const ParBatchOpts *o, cha
     *out = NULL;
     int64_t n = par_corpus_pairs(c);
     if (!par_corpus_has_target(c)) {
-        msgf(err, errlen, "training needs target sentences; this corpus is source-only");
+        errf(err, errlen, "training needs target sentences; this corpus is source-only");
         return -1;
     }
     if (n == 0) {
-        msgf(err, errlen, "no sentence pairs to batch (%lld lines read, all dropped)",
+        errf(err, errlen, "no sentence pairs to batch (%lld lines read, all dropped)",
              (long long)par_corpus_stats(c)->lines);
         return -1;
     }
     if (o->words <= 0 && o->sents <= 0) {
-        msgf(err, errlen, "set a batch size: mini-batch-words or mini-batch must be positive");
+        errf(err, errlen, "set a batch size: mini-batch-words or mini-batch must be positive");
         return -1;
     }
     if (check_opts(c, o, err, errlen)) return -1;
@@ -494,7 +485,7 @@ int par_iter_train(ParIter **out, const ParCorpus *c, const ParBatchOpts *o, cha
 int par_iter_eval(ParIter **out, const ParCorpus *c, const ParBatchOpts *o, char *err, size_t errlen) {
     *out = NULL;
     if (o->sents <= 0) {
-        msgf(err, errlen, "set the evaluation batch size (pairs per batch must be positive)");
+        errf(err, errlen, "set the evaluation batch size (pairs per batch must be positive)");
         return -1;
     }
     if (check_opts(c, o, err, errlen)) return -1;

@@ -14,15 +14,6 @@
 
 enum { TAG_SHARD_ORDER = 0x5348524F, TAG_CHUNK = 0x4348554E, TAG_CHUNK_BATCHES = 0x43484241 };
 
-static void msgf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void msgf(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- the set of shard files -------------------------------------------------------- */
 
 struct ShardSet {
@@ -45,7 +36,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 int shards_from_paths(ShardSet **out, const char *const *paths, int npaths, char *err, size_t errlen) {
     *out = NULL;
     if (npaths <= 0) {
-        msgf(err, errlen, "no shard files given");
+        errf(err, errlen, "no shard files given");
         return -1;
     }
     ShardSet *s = xcalloc(1, sizeof *s, "a shard set");
@@ -58,7 +49,7 @@ int shards_from_paths(ShardSet **out, const char *const *paths, int npaths, char
 static int list_dir(ShardSet *s, const char *dir, char *err, size_t errlen) {
     DIR *d = opendir(dir);
     if (!d) {
-        msgf(err, errlen, "%s: cannot list directory: %s", dir, strerror(errno));
+        errf(err, errlen, "%s: cannot list directory: %s", dir, strerror(errno));
         return -1;
     }
     size_t cap = 0, dl = strlen(dir);
@@ -84,7 +75,7 @@ static int list_dir(ShardSet *s, const char *dir, char *err, size_t errlen) {
     }
     closedir(d);
     if (s->n == 0) {
-        msgf(err, errlen, "%s: no shard files in the directory", dir);
+        errf(err, errlen, "%s: no shard files in the directory", dir);
         return -1;
     }
     return 0;
@@ -101,14 +92,14 @@ int shards_open(ShardSet **out, const char *spec, char *err, size_t errlen) {
         glob_t g;
         int gr = glob(spec, GLOB_ERR, NULL, &g);
         if (gr != 0) {
-            msgf(err, errlen, "%s: %s", spec, gr == GLOB_NOMATCH ? "no files match the pattern" : "cannot expand the pattern");
+            errf(err, errlen, "%s: %s", spec, gr == GLOB_NOMATCH ? "no files match the pattern" : "cannot expand the pattern");
             rc = -1;
         } else {
             s->path = xcalloc(g.gl_pathc ? g.gl_pathc : 1, sizeof *s->path, "shard paths");
             for (size_t i = 0; i < g.gl_pathc; i++) /* regular files only, as for a directory */
                 if (stat(g.gl_pathv[i], &st) == 0 && S_ISREG(st.st_mode)) s->path[s->n++] = xstrdup(g.gl_pathv[i]);
             if (s->n == 0) {
-                msgf(err, errlen, "%s: the pattern matches no regular files", spec);
+                errf(err, errlen, "%s: the pattern matches no regular files", spec);
                 rc = -1;
             }
         }
@@ -117,7 +108,7 @@ int shards_open(ShardSet **out, const char *spec, char *err, size_t errlen) {
         s->path = xcalloc(1, sizeof *s->path, "shard paths");
         s->path[s->n++] = xstrdup(spec);
     } else {
-        msgf(err, errlen, "%s: %s", spec, strerror(errno));
+        errf(err, errlen, "%s: %s", spec, strerror(errno));
         rc = -1;
     }
     if (rc != 0) {
@@ -364,7 +355,7 @@ static int shard_restore(LmIter *it, const LmCursor *c, char *err, size_t errlen
     ShardIter *s = it->self;
     if (lm_check_fingerprint(c, s->fp, err, errlen)) return -1;
     if (c->shard > shards_count(s->set)) {
-        msgf(err, errlen, "data cursor shard %lld is past the last shard %lld", (long long)c->shard,
+        errf(err, errlen, "data cursor shard %lld is past the last shard %lld", (long long)c->shard,
              (long long)shards_count(s->set));
         return -1;
     }
@@ -408,15 +399,15 @@ static const LmIterOps SHARD_OPS = {shard_next,     shard_save, shard_restore, s
 int shards_iter(LmIter **out, const ShardSet *set, const Vocab *v, const ShardOpts *o, char *err, size_t errlen) {
     *out = NULL;
     if (o->chunk < 1) {
-        msgf(err, errlen, "the shard chunk (shuffle buffer) must hold at least one line (got %lld)", (long long)o->chunk);
+        errf(err, errlen, "the shard chunk (shuffle buffer) must hold at least one line (got %lld)", (long long)o->chunk);
         return -1;
     }
     if (o->batch.words <= 0 && o->batch.sents <= 0) {
-        msgf(err, errlen, "set a batch size: mini-batch-words or mini-batch must be positive");
+        errf(err, errlen, "set a batch size: mini-batch-words or mini-batch must be positive");
         return -1;
     }
     if (o->batch.max_len < 0) {
-        msgf(err, errlen, "max-length must not be negative");
+        errf(err, errlen, "max-length must not be negative");
         return -1;
     }
     ShardIter *s = xcalloc(1, sizeof *s, "a shard iterator");

@@ -32,25 +32,16 @@ struct TextReader {
     char msg[512];
 };
 
-static void msgf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void msgf(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 int textio_open(TextReader **out, const char *path, size_t max_line, char *err, size_t errlen) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        msgf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return TEXTIO_ERR_IO;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-        msgf(err, errlen, "%s: cannot open: %s", path, S_ISDIR(st.st_mode) ? "is a directory" : strerror(errno));
+        errf(err, errlen, "%s: cannot open: %s", path, S_ISDIR(st.st_mode) ? "is a directory" : strerror(errno));
         close(fd);
         return TEXTIO_ERR_IO;
     }
@@ -59,7 +50,7 @@ int textio_open(TextReader **out, const char *path, size_t max_line, char *err, 
     do got = pread(fd, magic, 2, 0);
     while (got < 0 && errno == EINTR);
     if (got < 0) {
-        msgf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        errf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
         close(fd);
         return TEXTIO_ERR_IO;
     }
@@ -72,7 +63,7 @@ int textio_open(TextReader **out, const char *path, size_t max_line, char *err, 
     if (r->is_gz) {
         r->gz = gzdopen(fd, "rb");
         if (!r->gz) {
-            msgf(err, errlen, "%s: cannot open gzip stream", path);
+            errf(err, errlen, "%s: cannot open gzip stream", path);
             close(fd);
             free(r->path);
             free(r);
@@ -284,7 +275,7 @@ int64_t textio_utf8_invalid(const char *str, size_t n) {
 int textio_check_utf8(const TextReader *r, const char *line, size_t len, char *err, size_t errlen) {
     int64_t bad = textio_utf8_invalid(line, len);
     if (bad < 0) return TEXTIO_OK;
-    msgf(err, errlen, "%s:%lld: invalid UTF-8 at byte %lld", r->path, (long long)r->lineno, (long long)bad);
+    errf(err, errlen, "%s:%lld: invalid UTF-8 at byte %lld", r->path, (long long)r->lineno, (long long)bad);
     return TEXTIO_ERR_UTF8;
 }
 

@@ -175,15 +175,6 @@ int32_t vocab_add(Vocab *v, const char *w, size_t n, int64_t count) {
     return sm_append(&v->m, w, n, count, 1);
 }
 
-static void msgf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void msgf(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* A word for a message: at most 60 bytes. */
 static int shown(size_t n) { return n > 60 ? 60 : (int)n; }
 
@@ -214,7 +205,7 @@ static int count_file(StrMap *m, const char *path, const VocabBuildOpts *o, Voca
         if (rc == TEXTIO_OK && textio_check_utf8(r, line, len, msg, sizeof msg) != TEXTIO_OK) rc = TEXTIO_ERR_UTF8;
         else if (rc != TEXTIO_OK) snprintf(msg, sizeof msg, "%s", textio_error(r));
         if (rc == TEXTIO_ERR_IO || (rc != TEXTIO_OK && !o->skip_bad_lines)) {
-            msgf(err, errlen, "%s", msg);
+            errf(err, errlen, "%s", msg);
             ret = -1;
             break;
         }
@@ -295,7 +286,7 @@ int vocab_read(Vocab **out, const char *path, int64_t max_size, char *err, size_
     int rc, ret = 0;
     while ((rc = textio_next(r, &line, &len)) != TEXTIO_EOF) {
         if (rc != TEXTIO_OK) {
-            msgf(err, errlen, "%s", textio_error(r));
+            errf(err, errlen, "%s", textio_error(r));
             ret = -1;
             break;
         }
@@ -303,7 +294,7 @@ int vocab_read(Vocab **out, const char *path, int64_t max_size, char *err, size_
         size_t wl = 0;
         while (wl < len && line[wl] != ' ' && line[wl] != '\t') wl++;
         if (wl == 0) {
-            msgf(err, errlen, "%s:%lld: %s (expected a word, optionally followed by a count)", path,
+            errf(err, errlen, "%s:%lld: %s (expected a word, optionally followed by a count)", path,
                  (long long)textio_line(r), len ? "line starts with whitespace" : "empty line");
             ret = -1;
             break;
@@ -326,13 +317,13 @@ int vocab_read(Vocab **out, const char *path, int64_t max_size, char *err, size_
         }
         int32_t dup = sm_find(&v->m, line, wl);
         if (dup >= 0) {
-            msgf(err, errlen, "%s:%lld: duplicate word '%.*s' (already id %d)", path, (long long)textio_line(r),
+            errf(err, errlen, "%s:%lld: duplicate word '%.*s' (already id %d)", path, (long long)textio_line(r),
                  shown(wl), line, dup);
             ret = -1;
             break;
         }
         if (v->m.n >= INT32_MAX - 1) {
-            msgf(err, errlen, "%s:%lld: more than 2^31 words", path, (long long)textio_line(r));
+            errf(err, errlen, "%s:%lld: more than 2^31 words", path, (long long)textio_line(r));
             ret = -1;
             break;
         }
@@ -373,7 +364,7 @@ int vocab_write(const Vocab *v, const char *path, char *err, size_t errlen) {
     if (ok && fsutil_write_all(a.fd, buf, n) != 0) ok = 0;
     free(buf);
     if (!ok) {
-        msgf(err, errlen, "%s: write error: %s", path, strerror(errno));
+        errf(err, errlen, "%s: write error: %s", path, strerror(errno));
         fsutil_atomic_abort(&a);
         return -1;
     }
@@ -428,38 +419,38 @@ int vocab_deserialize(Vocab **out, const void *blob, size_t size, char *err, siz
     *out = NULL;
     const uint8_t *b = blob;
     if (size < VOCAB_HDR + 4 || memcmp(b, VOCAB_MAGIC, 8) != 0) {
-        msgf(err, errlen, "vocabulary blob: bad magic or too short (%zu bytes)", size);
+        errf(err, errlen, "vocabulary blob: bad magic or too short (%zu bytes)", size);
         return -1;
     }
     uint32_t ver = get32(b + 8), n = get32(b + 12);
     uint64_t text = get64(b + 16);
     if (ver != VOCAB_BLOB_VERSION) {
-        msgf(err, errlen, "vocabulary blob: version %u, this build reads version %d", ver, VOCAB_BLOB_VERSION);
+        errf(err, errlen, "vocabulary blob: version %u, this build reads version %d", ver, VOCAB_BLOB_VERSION);
         return -1;
     }
     if (n < VOCAB_NSPECIAL || n >= INT32_MAX || (size - VOCAB_HDR - 4) / 4 < n ||
         text != size - VOCAB_HDR - 4 - 4 * (uint64_t)n) {
-        msgf(err, errlen, "vocabulary blob: sizes do not add up (%u words, %llu text bytes, %zu bytes)", n,
+        errf(err, errlen, "vocabulary blob: sizes do not add up (%u words, %llu text bytes, %zu bytes)", n,
              (unsigned long long)text, size);
         return -1;
     }
     uint32_t crc = (uint32_t)crc32_z(0, b, size - 4);
     if (crc != get32(b + size - 4)) {
-        msgf(err, errlen, "vocabulary blob: CRC32 mismatch (corrupt)");
+        errf(err, errlen, "vocabulary blob: CRC32 mismatch (corrupt)");
         return -1;
     }
     const uint8_t *p = b + VOCAB_HDR, *q = p + 4 * (size_t)n;
     uint64_t sum = 0;
     for (uint32_t i = 0; i < n; i++) sum += get32(p + 4 * i);
     if (sum != text) {
-        msgf(err, errlen, "vocabulary blob: word lengths add up to %llu, expected %llu", (unsigned long long)sum,
+        errf(err, errlen, "vocabulary blob: word lengths add up to %llu, expected %llu", (unsigned long long)sum,
              (unsigned long long)text);
         return -1;
     }
     for (int i = 0; i < VOCAB_NSPECIAL; i++) {
         uint32_t l = get32(p + 4 * i);
         if (!is_name((const char *)q, l, SPECIAL[i])) {
-            msgf(err, errlen, "vocabulary blob: entry %d is '%.*s', expected '%s'", i, shown(l), (const char *)q,
+            errf(err, errlen, "vocabulary blob: entry %d is '%.*s', expected '%s'", i, shown(l), (const char *)q,
                  SPECIAL[i]);
             return -1;
         }
@@ -470,7 +461,7 @@ int vocab_deserialize(Vocab **out, const void *blob, size_t size, char *err, siz
     for (uint32_t i = VOCAB_NSPECIAL; i < n; i++) {
         uint32_t l = get32(p + 4 * i);
         if (vocab_add(v, (const char *)q, l, -1) < 0) {
-            msgf(err, errlen, "vocabulary blob: entry %u '%.*s' is empty, special or a duplicate", i, shown(l),
+            errf(err, errlen, "vocabulary blob: entry %u '%.*s' is empty, special or a duplicate", i, shown(l),
                  (const char *)q);
             vocab_free(v);
             return -1;

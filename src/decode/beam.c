@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/options.h"
 
 #define COV_FLOOR 1e-10
 
@@ -404,4 +405,16 @@ void beam_results_free(BeamResult *res, int N) {
         res[n].hyps = NULL;
         res[n].n = 0;
     }
+}
+
+BeamOpts beam_opts_from_config(const Config *cfg) {
+    BeamOpts o = beam_opts_default();
+    o.beam_size = (int)cfg_int(cfg, "beam-size");
+    o.alpha = (float)cfg_float(cfg, "normalize");
+    o.beta = (float)cfg_float(cfg, "coverage-penalty");
+    o.max_len_factor = (float)cfg_float(cfg, "max-length-factor");
+    o.nbest = 1;
+    char err[256];
+    if (beam_opts_check(&o, err, sizeof err)) FATAL(EXIT_USAGE, "%s", err);
+    return o;
 }

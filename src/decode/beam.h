@@ -31,6 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/options.h"
+
 typedef struct BeamModel {
     void *self;
     int vocab;    /* V */
@@ -76,6 +78,9 @@ BeamOpts beam_opts_default(void);
 /* 0 when the options are valid; else EXIT_USAGE and a one-line message naming
  * the option in msg. */
 int beam_opts_check(const BeamOpts *o, char *msg, size_t cap);
+/* The options of --beam-size, --normalize, --coverage-penalty and
+ * --max-length-factor (nbest 1), checked: exits EXIT_USAGE naming the bad one. */
+BeamOpts beam_opts_from_config(const Config *cfg);
 
 /* Search N sources of lengths src_len[0..N) (>= 0); out[N] receives the
  * results (free them with beam_results_free). Bad options or a malformed model

@@ -59,6 +59,23 @@ Comm *comm_create(const char *rendezvous, int64_t world, int64_t rank, Backend *
 void comm_destroy(Comm *c);
 static inline int comm_world(const Comm *c) { return c ? c->world : 1; }
 static inline int comm_rank(const Comm *c) { return c ? c->rank : 0; }
+/* The collectives as callers use them: nothing to do for one process (as OP()
+ * hides the backend table, these hide the communicator's). */
+static inline void comm_allreduce(Comm *c, Backend *be, Tensor t) {
+    if (comm_world(c) > 1) c->ops->allreduce(c, be, t);
+}
+static inline void comm_allreduce_f64(Comm *c, double *v, int64_t n) {
+    if (comm_world(c) > 1) c->ops->allreduce_f64(c, v, n);
+}
+static inline void comm_allreduce_i64(Comm *c, int64_t *v, int64_t n) {
+    if (comm_world(c) > 1) c->ops->allreduce_i64(c, v, n);
+}
+static inline void comm_bcast(Comm *c, void *buf, size_t bytes, int root) {
+    if (comm_world(c) > 1) c->ops->bcast(c, buf, bytes, root);
+}
+static inline void comm_barrier(Comm *c) {
+    if (comm_world(c) > 1) c->ops->barrier(c);
+}
 /* A real communicator (MPI or NCCL, even of one process), not comm_single's. */
 int comm_is_distributed(const Comm *c);
 /* Whether this build can start MPI processes, and NCCL ones. */

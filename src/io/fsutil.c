@@ -135,16 +135,6 @@ int fsutil_remove_stale_temps(const char *path) {
     return removed;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static void atomic_free(fsutil_atomic *a) {
     free(a->path);
     free(a->tmp);
@@ -156,12 +146,12 @@ int fsutil_atomic_open(fsutil_atomic *a, const char *path, char *err, size_t err
     a->fd = -1;
     a->path = a->tmp = NULL;
     if (!path || !*path) {
-        set_err(err, errlen, "cannot save a file with an empty name");
+        errf(err, errlen, "cannot save a file with an empty name");
         return -1;
     }
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        set_err(err, errlen, "cannot save '%s': it is a directory", path);
+        errf(err, errlen, "cannot save '%s': it is a directory", path);
         return -1;
     }
     fsutil_remove_stale_temps(path);
@@ -171,7 +161,7 @@ int fsutil_atomic_open(fsutil_atomic *a, const char *path, char *err, size_t err
     snprintf(a->tmp, len, "%s.tmp.%ld", path, (long)getpid());
     a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (a->fd < 0) {
-        set_err(err, errlen, "cannot save '%s': cannot create '%s': %s", path, a->tmp,
+        errf(err, errlen, "cannot save '%s': cannot create '%s': %s", path, a->tmp,
                 strerror(errno));
         atomic_free(a);
         return -1;
@@ -187,7 +177,7 @@ void fsutil_atomic_abort(fsutil_atomic *a) {
 
 int fsutil_atomic_commit(fsutil_atomic *a, char *err, size_t errlen) {
     if (a->fd < 0 || !a->tmp) {
-        set_err(err, errlen, "cannot save: no temp file is open");
+        errf(err, errlen, "cannot save: no temp file is open");
         atomic_free(a);
         return -1;
     }
@@ -203,7 +193,7 @@ int fsutil_atomic_commit(fsutil_atomic *a, char *err, size_t errlen) {
             step = "renaming";
     }
     if (step) {
-        set_err(err, errlen, "cannot save '%s': %s '%s' failed: %s; the previous '%s' is unchanged",
+        errf(err, errlen, "cannot save '%s': %s '%s' failed: %s; the previous '%s' is unchanged",
                 a->path, step, a->tmp, strerror(errno), a->path);
         fsutil_atomic_abort(a);
         return -1;
@@ -211,7 +201,7 @@ int fsutil_atomic_commit(fsutil_atomic *a, char *err, size_t errlen) {
     /* The new file is in place; without the directory sync a power loss could
      * still bring the old name back, so report it. */
     if (fsutil_fsync_dir(a->path) != 0) {
-        set_err(err, errlen, "saved '%s' but could not fsync its directory: %s", a->path,
+        errf(err, errlen, "saved '%s' but could not fsync its directory: %s", a->path,
                 strerror(errno));
         atomic_free(a);
         return -1;
@@ -225,7 +215,7 @@ int fsutil_write_file_atomic(const char *path, const void *data, size_t n, char 
     fsutil_atomic a;
     if (fsutil_atomic_open(&a, path, err, errlen) != 0) return -1;
     if (fsutil_write_all(a.fd, data, n) != 0) {
-        set_err(err, errlen, "cannot save '%s': writing '%s' failed: %s; the previous '%s' is unchanged",
+        errf(err, errlen, "cannot save '%s': writing '%s' failed: %s; the previous '%s' is unchanged",
                 path, a.tmp, strerror(errno), path);
         fsutil_atomic_abort(&a);
         return -1;

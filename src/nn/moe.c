@@ -624,7 +624,7 @@ void moe_stats(Ctx *c, const Moe *m, const MoeCache *mc, MoeStats *st) {
     be_download_tensor(c->be, offs, mc->exp_offs);
     int64_t *cnt = xmalloc((size_t)E * sizeof *cnt, "MoE statistics");
     for (int e = 0; e < E; e++) cnt[e] = offs[e + 1] - offs[e];
-    if (comm_world(c->comm) > 1) c->comm->ops->allreduce_i64(c->comm, cnt, E);
+    comm_allreduce_i64(c->comm, cnt, E);
     double mx = 0, sum = 0;
     for (int e = 0; e < E; e++) {
         v[e] = (double)cnt[e];

@@ -109,7 +109,7 @@ void moe_dist_from_experts(Ctx *c, const MoeCache *mc, Tensor rows, Tensor pairs
 }
 
 void moe_dist_sum(Ctx *c, Tensor t) {
-    if (comm_world(c->comm) > 1) c->comm->ops->allreduce(c->comm, c->be, t);
+    comm_allreduce(c->comm, c->be, t);
 }
 
 Tensor moe_dist_global_offs(Ctx *c, Tensor offs) {
@@ -119,7 +119,7 @@ Tensor moe_dist_global_offs(Ctx *c, Tensor offs) {
     int64_t *cnt = xmalloc((size_t)n * sizeof *cnt, "MoE statistics");
     be_download_tensor(c->be, o, offs);
     for (int64_t g = 0; g + 1 < n; g++) cnt[g] = o[g + 1] - o[g];
-    c->comm->ops->allreduce_i64(c->comm, cnt, n - 1);
+    comm_allreduce_i64(c->comm, cnt, n - 1);
     int64_t acc = 0;
     for (int64_t g = 0; g + 1 < n; g++) {
         o[g] = (int32_t)acc;

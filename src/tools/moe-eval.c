@@ -258,14 +258,7 @@ static int eval_translate(const Config *cfg) {
     arena_init(&arena, be, 0, "activations");
     Ctx ctx = {.be = be, .arena = &arena, .ps = &f.ps, .train = 0, .seed = 1};
     Translator tl = {.ctx = &ctx, .m = &f.m, .spm = f.spm, .src_eos = 1, .where = test[0]};
-    tl.opts = beam_opts_default();
-    tl.opts.beam_size = (int)cfg_int(cfg, "beam-size");
-    tl.opts.alpha = (float)cfg_float(cfg, "normalize");
-    tl.opts.beta = (float)cfg_float(cfg, "coverage-penalty");
-    tl.opts.max_len_factor = (float)cfg_float(cfg, "max-length-factor");
-    tl.opts.nbest = 1;
-    char err[256];
-    if (beam_opts_check(&tl.opts, err, sizeof err)) FATAL(EXIT_USAGE, "%s", err);
+    tl.opts = beam_opts_from_config(cfg);
     int B = (int)cfg_int(cfg, "mini-batch");
     if (B < 1) FATAL(EXIT_USAGE, "--mini-batch must be at least 1");
     Lines hyps = {0};

@@ -93,7 +93,7 @@ int lm_evaluate_chunked(Ctx *c, const Lm *m, LmIter *it, LmEvalResult *res, lm_e
     arena_reset(c->arena);
     if (world > 1) {
         double v[5] = {res->logp, res->logp_unk, (double)res->tokens, (double)res->unk, (double)res->sentences};
-        c->comm->ops->allreduce_f64(c->comm, v, 5);
+        comm_allreduce_f64(c->comm, v, 5);
         res->logp = v[0];
         res->logp_unk = v[1];
         res->tokens = (int64_t)v[2];

@@ -82,7 +82,7 @@ void loadlog_end_update(LoadLog *ll, Trainer *tr) {
         for (int g = 0; g < l->moe->cfg.groups; g++) *v++ = l->groups[g];
         for (int e = 0; e < l->moe->cfg.experts; e++) *v++ = l->experts[e];
     }
-    if (comm_world(tr->comm) > 1) tr->comm->ops->allreduce_i64(tr->comm, ll->values, ll->nvalues);
+    comm_allreduce_i64(tr->comm, ll->values, ll->nvalues);
     char err[2048];
     if (ll->root && loadfile_append(&ll->file, tr->pr.step, ll->values, err, sizeof err))
         FATAL(EXIT_RUNTIME, "--moe-load-log: %s", err);

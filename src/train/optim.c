@@ -144,7 +144,7 @@ int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, O
     real ss[2];
     OP(ps->be, download, ss, opt->sumsq.p, sizeof ss);
     double sharded = (double)ss[1];
-    if (comm_world(opt->comm) > 1) opt->comm->ops->allreduce_f64(opt->comm, &sharded, 1);
+    comm_allreduce_f64(opt->comm, &sharded, 1);
     /* a float overflow stays infinite, as with one process */
     double gnorm = sqrt((double)ss[0] + sharded) * (double)grad_scale_extra;
     OptStepInfo info = {.gnorm = gnorm, .scale = 1, .finite = isfinite(gnorm), .step = opt->step};

@@ -295,7 +295,7 @@ static double valid_ce(S2sTask *k, Trainer *tr) {
     par_iter_free(it);
     if (comm_world(tr->comm) > 1) {
         double v[2] = {sum, (double)tok};
-        tr->comm->ops->allreduce_f64(tr->comm, v, 2);
+        comm_allreduce_f64(tr->comm, v, 2);
         sum = v[0];
         tok = (int64_t)v[1];
     }
@@ -309,13 +309,7 @@ static double valid_translate(S2sTask *k, Trainer *tr, int use_chrf) {
     TextReader *r;
     if (textio_open(&r, k->valid_src_path, 0, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
     Translator tl = {.ctx = &tr->ctx, .m = &k->m, .spm = k->spm, .src_eos = 1, .where = k->valid_src_path};
-    tl.opts = beam_opts_default();
-    tl.opts.beam_size = (int)cfg_int(cfg, "beam-size");
-    tl.opts.alpha = (float)cfg_float(cfg, "normalize");
-    tl.opts.beta = (float)cfg_float(cfg, "coverage-penalty");
-    tl.opts.max_len_factor = (float)cfg_float(cfg, "max-length-factor");
-    tl.opts.nbest = 1;
-    if (beam_opts_check(&tl.opts, err, sizeof err)) FATAL(EXIT_USAGE, "%s", err);
+    tl.opts = beam_opts_from_config(cfg);
     int B = (int)cfg_int(cfg, "valid-mini-batch");
     char **lines = xcalloc((size_t)B, sizeof(char *), "validation");
     TransOut *out = xcalloc((size_t)B, sizeof *out, "validation");

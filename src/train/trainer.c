@@ -167,7 +167,7 @@ static double weights_sumsq(Trainer *tr) {
     Tensor ss = nn_tensor(&tr->ctx, DT_F32, 1, 1);
     OP(tr->be, sumsq, tr->ps.val, tnone(), ss, 0);
     double sumsq = be_read_scalar(tr->be, ss, 0);
-    if (comm_world(tr->comm) > 1) tr->comm->ops->allreduce_f64(tr->comm, &sumsq, 1);
+    comm_allreduce_f64(tr->comm, &sumsq, 1);
     return sumsq;
 }
 
@@ -196,7 +196,7 @@ static void save(Trainer *tr, const char *why) {
     if (is_root(tr) && rename(tr->paths.state_new, tr->paths.state) != 0)
         FATAL(EXIT_RUNTIME, "cannot rename '%s' to '%s'", tr->paths.state_new, tr->paths.state);
     /* nobody goes on (or exits) before the pair is in place */
-    tr->comm->ops->barrier(tr->comm);
+    comm_barrier(tr->comm);
     log_line("ckpt", "saved %s | step %lld | %s | %.1fs", tr->paths.model, (long long)tr->pr.step, why, now_s() - t0);
 }
 
@@ -304,7 +304,7 @@ static int validate_smoothed(Trainer *tr) {
         char path[4200];
         train_best_path(tr->paths.model, nm ? metrics[0] : "perplexity", path, sizeof path);
         write_model(tr, path, 0);
-        tr->comm->ops->barrier(tr->comm);
+        comm_barrier(tr->comm);
         log_line("ckpt", "best model saved | %s | step %lld", path, (long long)p->step);
     }
     int64_t patience = cfg_int(tr->cfg, "early-stopping");
@@ -319,8 +319,12 @@ static int validate_smoothed(Trainer *tr) {
 
 void trainer_opt_config(const Config *cfg, OptConfig *oc) {
     optim_config_default(oc);
-    oc->kind = !strcmp(cfg_str(cfg, "optimizer"), "sgd") ? OPT_SGD : OPT_ADAM;
-    optim_kind_parse(cfg_str(cfg, "expert-optimizer"), &oc->expert);
+    /* both are checked by the options table; a name it let through and this
+     * build does not know is an error, never a silent Adam */
+    if (optim_kind_parse(cfg_str(cfg, "optimizer"), &oc->kind))
+        FATAL(EXIT_USAGE, "--optimizer: unknown optimizer '%s'", cfg_str(cfg, "optimizer"));
+    if (optim_kind_parse(cfg_str(cfg, "expert-optimizer"), &oc->expert))
+        FATAL(EXIT_USAGE, "--expert-optimizer: unknown optimizer '%s'", cfg_str(cfg, "expert-optimizer"));
     size_t np = 0;
     const double *op = cfg_list_float(cfg, "optimizer-params", &np);
     if (np > 0) oc->b1 = op[0];
@@ -394,7 +398,7 @@ static void log_comm(const Trainer *tr) {
 /* Sum of a per-process flag: every process learns whether any raised it. */
 static int any_rank(Trainer *tr, int flag) {
     int64_t v = flag;
-    if (comm_world(tr->comm) > 1) tr->comm->ops->allreduce_i64(tr->comm, &v, 1);
+    comm_allreduce_i64(tr->comm, &v, 1);
     return v != 0;
 }
 
@@ -441,7 +445,7 @@ int trainer_run(Config *cfg, Task *task) {
     if (is_root(tr) && !cfg_bool(cfg, "no-reload")) mode = train_recover(&tr->paths, &mstep, msg, sizeof msg);
     if (msg[0] && mode == RECOVER_MODEL) log_warn("%s", msg);
     int64_t found[2] = {mode, mstep};
-    tr->comm->ops->bcast(tr->comm, found, sizeof found, 0);
+    comm_bcast(tr->comm, found, sizeof found, 0);
     mode = (int)found[0];
     mstep = found[1];
     params_init(&tr->ps, tr->be);
@@ -450,7 +454,7 @@ int trainer_run(Config *cfg, Task *task) {
     tr->ps.world = comm_world(tr->comm);
     tr->ps.rank = comm_rank(tr->comm);
     /* rank 0 first: it may build and write a vocabulary the others then read */
-    if (!is_root(tr)) tr->comm->ops->barrier(tr->comm);
+    if (!is_root(tr)) comm_barrier(tr->comm);
     if (mode != RECOVER_NONE) {
         ckpt_reader *m;
         if (ckpt_open(tr->paths.model, CKPT_MODEL, &m, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
@@ -464,7 +468,7 @@ int trainer_run(Config *cfg, Task *task) {
     } else {
         task->ops->setup_model(task, tr, NULL);
     }
-    if (is_root(tr)) tr->comm->ops->barrier(tr->comm);
+    if (is_root(tr)) comm_barrier(tr->comm);
     if (tr->ps.dist) log_comm(tr);
     setup_optimizer(tr);
     ema_init(&tr->ema, &tr->ps, cfg_float(cfg, "exponential-smoothing"));
@@ -528,7 +532,7 @@ int trainer_run(Config *cfg, Task *task) {
             }
             if (comm_world(tr->comm) > 1) { /* figures over all processes */
                 double v[2] = {ce, (double)nk};
-                tr->comm->ops->allreduce_f64(tr->comm, v, 2);
+                comm_allreduce_f64(tr->comm, v, 2);
                 ce = v[0];
                 nk = (int64_t)v[1];
             }
