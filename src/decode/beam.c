@@ -19,7 +19,7 @@
 #define COV_FLOOR 1e-10
 
 BeamOpts beam_opts_default(void) {
-    return (BeamOpts){.beam_size = 12, .alpha = 0.2f, .beta = 0.2f, .max_len_factor = 2.0f, .nbest = 1};
+    return (BeamOpts){.beam_size = 5, .alpha = 0.6f, .beta = 0.2f, .max_len_factor = 2.0f, .nbest = 1};
 }
 
 int beam_opts_check(const BeamOpts *o, char *msg, size_t cap) {

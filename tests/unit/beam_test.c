@@ -929,7 +929,9 @@ static void test_bad_options(void **state) {
     char msg[256];
     BeamOpts d = beam_opts_default();
     assert_int_equal(beam_opts_check(&d, msg, sizeof msg), 0);
-    assert_int_equal(d.beam_size, 12);
+    assert_int_equal(d.beam_size, 5);
+    assert_float_equal(d.alpha, 0.6f, 0);
+    assert_float_equal(d.beta, 0.2f, 0);
     struct {
         BeamOpts o;
         const char *needle;
