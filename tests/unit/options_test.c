@@ -196,8 +196,9 @@ static void test_defaults(void **state) {
     /* mini-batch has its own default in the translating tools */
     c = cfg_new(TOOL_TRANSLATE);
     assert_int_equal(cfg_int(c, "mini-batch"), 16);
-    assert_int_equal(cfg_int(c, "beam-size"), 12);
-    assert_true(cfg_float(c, "normalize") == 0.2);
+    assert_int_equal(cfg_int(c, "beam-size"), 5);
+    assert_true(cfg_float(c, "normalize") == 0.6);
+    assert_true(cfg_float(c, "coverage-penalty") == 0.2);
     assert_string_equal(cfg_str(c, "input"), "-");
     cfg_free(c);
 }
