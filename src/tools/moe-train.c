@@ -25,6 +25,7 @@ static int plan(const Config *cfg) {
 
 int main(int argc, char **argv) {
     threads_wait_policy(argv); /* may restart the program (core/threads.h) */
+    session_block_signals();  /* before any thread starts: see train/session.c */
     Config *cfg = options_init(TOOL_TRAIN, argc, argv);
     if (session_info(cfg, "moe-train")) {
         cfg_free(cfg); /* LeakSanitizer: --version, --build-info */

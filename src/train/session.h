@@ -16,6 +16,9 @@ int session_info(const Config *cfg, const char *tool);
 
 /* SIGTERM/SIGINT: with save_and_exit, only a flag is set (the loop saves and
  * exits 143); otherwise the process exits 143 at once. */
+/* SIGTERM and SIGINT blocked in this thread and those it starts later: call
+ * first thing in main. */
+void session_block_signals(void);
 void session_signals(int save_and_exit);
 int session_stop_requested(void);
 void session_reset_stop(void); /* tests */
