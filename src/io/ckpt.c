@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "core/check.h"
+#include "io/bytes.h"
 #include "io/fsutil.h"
 
 static const char MAGIC_MODEL[8] = {'M', 'O', 'E', 'M', 'O', 'D', 'E', 'L'};
@@ -41,23 +42,6 @@ enum {
 #define VERIFY_BUF (8u << 20)
 
 /* ---- little helpers ---------------------------------------------------------- */
-
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
 
 static uint32_t host_endian(void) {
     const uint16_t one = 1;
@@ -322,7 +306,7 @@ int ckpt_put_str(ckpt_writer *w, const char *key, const char *text) {
 
 int ckpt_put_i64(ckpt_writer *w, const char *key, int64_t v) {
     uint8_t b[8];
-    put_u64(b, (uint64_t)v);
+    le_put_u64(b, (uint64_t)v);
     return put_meta(w, key, CKPT_META_I64, b, 8);
 }
 
@@ -330,7 +314,7 @@ int ckpt_put_f64(ckpt_writer *w, const char *key, double v) {
     uint64_t u;
     memcpy(&u, &v, 8);
     uint8_t b[8];
-    put_u64(b, u);
+    le_put_u64(b, u);
     return put_meta(w, key, CKPT_META_F64, b, 8);
 }
 
@@ -448,7 +432,7 @@ static uint8_t *build_index(const ckpt_writer *w, uint64_t *size) {
         *p++ = (uint8_t)kl;
         memcpy(p, m->key, kl + 1);
         p += kl + 1;
-        put_u64(p, m->vlen);
+        le_put_u64(p, m->vlen);
         p += 8;
         if (m->vlen) memcpy(p, m->val, (size_t)m->vlen);
         p += m->vlen;
@@ -461,10 +445,10 @@ static uint8_t *build_index(const ckpt_writer *w, uint64_t *size) {
         *p++ = (uint8_t)nl;
         memcpy(p, t->name, nl + 1);
         p += nl + 1;
-        for (int d = 0; d < CKPT_MAX_DIMS; d++, p += 8) put_u64(p, d < t->ndim ? (uint64_t)t->dims[d] : 0);
-        put_u64(p, t->off);
-        put_u64(p + 8, t->nbytes);
-        put_u32(p + 16, t->crc);
+        for (int d = 0; d < CKPT_MAX_DIMS; d++, p += 8) le_put_u64(p, d < t->ndim ? (uint64_t)t->dims[d] : 0);
+        le_put_u64(p, t->off);
+        le_put_u64(p + 8, t->nbytes);
+        le_put_u32(p + 16, t->crc);
         p += 20;
     }
     *size = n;
@@ -500,18 +484,18 @@ static int finish_file(ckpt_writer *w) {
 
     uint8_t h[CKPT_HEADER_SIZE] = {0};
     memcpy(h, w->kind == CKPT_MODEL ? MAGIC_MODEL : MAGIC_STATE, 8);
-    put_u32(h + H_VERSION, CKPT_FORMAT_VERSION);
-    put_u32(h + H_HSIZE, CKPT_HEADER_SIZE);
-    put_u32(h + H_ENDIAN, host_endian());
-    put_u32(h + H_ALIGN, CKPT_ALIGN);
-    put_u64(h + H_FSIZE, w->pos);
-    put_u64(h + H_DATA, CKPT_HEADER_SIZE);
-    put_u64(h + H_IDXOFF, idx_off);
-    put_u64(h + H_IDXSIZE, idx_size);
-    put_u64(h + H_NMETA, w->nmeta);
-    put_u64(h + H_NTENS, w->nt);
-    put_u32(h + H_IDXCRC, idx_crc);
-    put_u32(h + H_HCRC, header_crc(h, sizeof h));
+    le_put_u32(h + H_VERSION, CKPT_FORMAT_VERSION);
+    le_put_u32(h + H_HSIZE, CKPT_HEADER_SIZE);
+    le_put_u32(h + H_ENDIAN, host_endian());
+    le_put_u32(h + H_ALIGN, CKPT_ALIGN);
+    le_put_u64(h + H_FSIZE, w->pos);
+    le_put_u64(h + H_DATA, CKPT_HEADER_SIZE);
+    le_put_u64(h + H_IDXOFF, idx_off);
+    le_put_u64(h + H_IDXSIZE, idx_size);
+    le_put_u64(h + H_NMETA, w->nmeta);
+    le_put_u64(h + H_NTENS, w->nt);
+    le_put_u32(h + H_IDXCRC, idx_crc);
+    le_put_u32(h + H_HCRC, header_crc(h, sizeof h));
     if (fsutil_pwrite_all(w->f.fd, h, sizeof h, 0) != 0) return wfail_io(w, errno);
     return CKPT_OK;
 }
@@ -609,7 +593,7 @@ static int check_header(ckpt_reader *r, ckpt_kind want, uint64_t size) {
     if (want == CKPT_STATE && r->kind == CKPT_MODEL)
         return rfail(r, CKPT_EFORMAT, "this is a model file, not a training-state file");
 
-    uint32_t hsize = get_u32(hdr + H_HSIZE);
+    uint32_t hsize = le_get_u32(hdr + H_HSIZE);
     if (hsize < H_USED || hsize > MAX_HEADER)
         return rfail(r, CKPT_ECORRUPT, "header is corrupt (header size %u)", hsize);
     if (hsize > size)
@@ -625,11 +609,11 @@ static int check_header(ckpt_reader *r, ckpt_kind want, uint64_t size) {
             return rfail(r, CKPT_EIO, "cannot read the header");
         }
     }
-    int crc_ok = header_crc(h, hsize) == get_u32(h + H_HCRC);
+    int crc_ok = header_crc(h, hsize) == le_get_u32(h + H_HCRC);
     if (h != hdr) free(h);
     if (!crc_ok) return rfail(r, CKPT_ECORRUPT, "header is corrupt (CRC mismatch)");
 
-    uint32_t version = get_u32(hdr + H_VERSION);
+    uint32_t version = le_get_u32(hdr + H_VERSION);
     if (version == 0) return rfail(r, CKPT_ECORRUPT, "header is corrupt (format version 0)");
     if (version > CKPT_FORMAT_VERSION)
         return rfail(r, CKPT_EVERSION,
@@ -638,33 +622,33 @@ static int check_header(ckpt_reader *r, ckpt_kind want, uint64_t size) {
     if (hsize != CKPT_HEADER_SIZE)
         return rfail(r, CKPT_ECORRUPT, "header is corrupt (size %u, version %u uses %d)", hsize, version,
                      CKPT_HEADER_SIZE);
-    uint32_t endian = get_u32(hdr + H_ENDIAN);
+    uint32_t endian = le_get_u32(hdr + H_ENDIAN);
     if (endian != 1 && endian != 2)
         return rfail(r, CKPT_ECORRUPT, "header is corrupt (byte order code %u)", endian);
     if (endian != host_endian())
         return rfail(r, CKPT_EFORMAT, "tensor data is %s-endian but this machine is %s-endian",
                      endian_name(endian), endian_name(host_endian()));
-    r->align = get_u32(hdr + H_ALIGN);
+    r->align = le_get_u32(hdr + H_ALIGN);
     if (r->align == 0 || (r->align & (r->align - 1)) || r->align > MAX_HEADER)
         return rfail(r, CKPT_ECORRUPT, "header is corrupt (alignment %u)", r->align);
 
-    r->file_size = get_u64(hdr + H_FSIZE);
+    r->file_size = le_get_u64(hdr + H_FSIZE);
     if (size < r->file_size)
         return rfail(r, CKPT_ECORRUPT, "truncated: expected %llu bytes, found %llu",
                      (unsigned long long)r->file_size, (unsigned long long)size);
     if (size > r->file_size)
         return rfail(r, CKPT_ECORRUPT, "has %llu bytes but its header says %llu (trailing data)",
                      (unsigned long long)size, (unsigned long long)r->file_size);
-    r->data_offset = get_u64(hdr + H_DATA);
-    r->index_offset = get_u64(hdr + H_IDXOFF);
-    r->index_size = get_u64(hdr + H_IDXSIZE);
+    r->data_offset = le_get_u64(hdr + H_DATA);
+    r->index_offset = le_get_u64(hdr + H_IDXOFF);
+    r->index_size = le_get_u64(hdr + H_IDXSIZE);
     if (r->data_offset < hsize || r->data_offset % r->align || r->index_offset < r->data_offset ||
         r->index_offset > r->file_size || r->index_size != r->file_size - r->index_offset)
         return rfail(r, CKPT_ECORRUPT,
                      "header is inconsistent (data at %llu, index at %llu+%llu, file %llu bytes)",
                      (unsigned long long)r->data_offset, (unsigned long long)r->index_offset,
                      (unsigned long long)r->index_size, (unsigned long long)r->file_size);
-    uint64_t nmeta = get_u64(hdr + H_NMETA), nt = get_u64(hdr + H_NTENS);
+    uint64_t nmeta = le_get_u64(hdr + H_NMETA), nt = le_get_u64(hdr + H_NTENS);
     if (nmeta > r->index_size / META_MIN || nt > r->index_size / TENSOR_MIN || nt >= UINT32_MAX - 1)
         return rfail(r, CKPT_ECORRUPT, "header is inconsistent (%llu metadata entries, %llu tensors in %llu bytes)",
                      (unsigned long long)nmeta, (unsigned long long)nt, (unsigned long long)r->index_size);
@@ -679,7 +663,7 @@ static int check_header(ckpt_reader *r, ckpt_kind want, uint64_t size) {
     rc = fsutil_pread_all(r->fd, r->index, (size_t)r->index_size, r->index_offset);
     if (rc < 0) return rfail(r, CKPT_EIO, "read failed: %s", strerror(errno));
     if (rc > 0) return rfail(r, CKPT_ECORRUPT, "truncated while reading the index");
-    if (crc_update(0, r->index, (size_t)r->index_size) != get_u32(hdr + H_IDXCRC))
+    if (crc_update(0, r->index, (size_t)r->index_size) != le_get_u32(hdr + H_IDXCRC))
         return rfail(r, CKPT_ECORRUPT, "metadata/tensor table is corrupt (CRC mismatch)");
     return CKPT_OK;
 }
@@ -722,7 +706,7 @@ static int parse_index(ckpt_reader *r) {
         m->type = b[0];
         size_t kl = b[1];
         if (cur_name(&c, kl, &m->key) || cur_take(&c, 8, &b)) goto bad_meta;
-        m->vlen = get_u64(b);
+        m->vlen = le_get_u64(b);
         if (m->vlen > (uint64_t)(c.end - c.p) || cur_take(&c, (size_t)m->vlen, &m->val)) goto bad_meta;
         switch (m->type) {
         case CKPT_META_STR:
@@ -754,15 +738,15 @@ static int parse_index(ckpt_reader *r) {
             return rfail(r, CKPT_ECORRUPT, "tensor '%s' has %d dims (at most %d)", t->name, t->ndim,
                          CKPT_MAX_DIMS);
         for (int d = 0; d < CKPT_MAX_DIMS; d++) {
-            uint64_t v = get_u64(b + 8 * d);
+            uint64_t v = le_get_u64(b + 8 * d);
             if ((d >= t->ndim && v != 0) || v > (uint64_t)INT64_MAX)
                 return rfail(r, CKPT_ECORRUPT, "tensor '%s' has a bad dim %d (%llu)", t->name, d,
                              (unsigned long long)v);
             t->dims[d] = (int64_t)v;
         }
-        t->offset = get_u64(b + 32);
-        t->nbytes = get_u64(b + 40);
-        t->crc = get_u32(b + 48);
+        t->offset = le_get_u64(b + 32);
+        t->nbytes = le_get_u64(b + 40);
+        t->crc = le_get_u32(b + 48);
         uint64_t want = 0;
         char ds[128];
         if (tensor_nbytes(t->dtype, t->ndim, t->dims, &want) != 0 || want != t->nbytes)
@@ -881,7 +865,7 @@ int ckpt_get_str(ckpt_reader *r, const char *key, const char **out) {
 int ckpt_get_i64(ckpt_reader *r, const char *key, int64_t *out) {
     int code;
     const rmeta *m = get_meta(r, key, CKPT_META_I64, &code);
-    if (m) *out = (int64_t)get_u64(m->val);
+    if (m) *out = (int64_t)le_get_u64(m->val);
     return code;
 }
 
@@ -889,7 +873,7 @@ int ckpt_get_f64(ckpt_reader *r, const char *key, double *out) {
     int code;
     const rmeta *m = get_meta(r, key, CKPT_META_F64, &code);
     if (m) {
-        uint64_t u = get_u64(m->val);
+        uint64_t u = le_get_u64(m->val);
         memcpy(out, &u, 8);
     }
     return code;

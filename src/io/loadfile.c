@@ -11,6 +11,7 @@
 #include <zlib.h>
 
 #include "core/check.h"
+#include "io/bytes.h"
 #include "io/fsutil.h"
 
 static const char MAGIC[8] = {'M', 'O', 'E', 'L', 'O', 'A', 'D', 0};
@@ -18,22 +19,6 @@ enum { H_MAGIC = 0, H_VERSION = 8, H_SIZE = 12, H_LAYERS = 16, H_RECORD = 20, H_
 enum { L_NAME = 0, L_EXPERTS = 48, L_GROUPS = 52, L_K = 56, L_GATING = 60, L_SIZE = 64 };
 #define MAX_EXPERTS (1 << 24)
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
 static uint32_t crc(const void *p, size_t n) { return (uint32_t)crc32_z(0, p, n); }
 
 /* CRC of the header with its own CRC field taken as zero. */
@@ -62,19 +47,19 @@ static void encode_header(const LoadLayer *layers, int n, uint8_t *h) {
     size_t hb = loadfile_header_bytes(n);
     memset(h, 0, hb);
     memcpy(h + H_MAGIC, MAGIC, 8);
-    put_u32(h + H_VERSION, LOADFILE_VERSION);
-    put_u32(h + H_SIZE, (uint32_t)hb);
-    put_u32(h + H_LAYERS, (uint32_t)n);
-    put_u32(h + H_RECORD, (uint32_t)loadfile_record_bytes(layers, n));
+    le_put_u32(h + H_VERSION, LOADFILE_VERSION);
+    le_put_u32(h + H_SIZE, (uint32_t)hb);
+    le_put_u32(h + H_LAYERS, (uint32_t)n);
+    le_put_u32(h + H_RECORD, (uint32_t)loadfile_record_bytes(layers, n));
     for (int i = 0; i < n; i++) {
         uint8_t *e = h + H_FIXED + (size_t)i * L_SIZE;
         snprintf((char *)e + L_NAME, LOADFILE_NAME_LEN, "%s", layers[i].name);
-        put_u32(e + L_EXPERTS, (uint32_t)layers[i].experts);
-        put_u32(e + L_GROUPS, (uint32_t)layers[i].groups);
-        put_u32(e + L_K, (uint32_t)layers[i].k);
-        put_u32(e + L_GATING, (uint32_t)layers[i].gating);
+        le_put_u32(e + L_EXPERTS, (uint32_t)layers[i].experts);
+        le_put_u32(e + L_GROUPS, (uint32_t)layers[i].groups);
+        le_put_u32(e + L_K, (uint32_t)layers[i].k);
+        le_put_u32(e + L_GATING, (uint32_t)layers[i].gating);
     }
-    put_u32(h + H_CRC, header_crc(h, hb));
+    le_put_u32(h + H_CRC, header_crc(h, hb));
 }
 
 /* Checks the fixed part (the first H_FIXED bytes) and returns the header size. */
@@ -84,20 +69,20 @@ static int check_fixed(const char *path, const uint8_t *h, size_t fsize, size_t 
         snprintf(err, nerr, "'%s' is not an expert-load log (no MOELOAD magic)", path);
         return -1;
     }
-    uint32_t v = get_u32(h + H_VERSION);
+    uint32_t v = le_get_u32(h + H_VERSION);
     if (v != LOADFILE_VERSION) {
         snprintf(err, nerr, "'%s' is an expert-load log of version %u; this moe reads version %d", path, v,
                  LOADFILE_VERSION);
         return -1;
     }
-    uint32_t n = get_u32(h + H_LAYERS);
-    if (n < 1 || n > LOADFILE_MAX_LAYERS || get_u32(h + H_SIZE) != loadfile_header_bytes((int)n)) {
-        snprintf(err, nerr, "'%s': corrupt header (layer count %u, header size %u)", path, n, get_u32(h + H_SIZE));
+    uint32_t n = le_get_u32(h + H_LAYERS);
+    if (n < 1 || n > LOADFILE_MAX_LAYERS || le_get_u32(h + H_SIZE) != loadfile_header_bytes((int)n)) {
+        snprintf(err, nerr, "'%s': corrupt header (layer count %u, header size %u)", path, n, le_get_u32(h + H_SIZE));
         return -1;
     }
     *layers = (int)n;
     *hb = loadfile_header_bytes((int)n);
-    *rb = get_u32(h + H_RECORD);
+    *rb = le_get_u32(h + H_RECORD);
     if (fsize < *hb) {
         snprintf(err, nerr, "'%s': truncated header (%zu of %zu bytes)", path, fsize, *hb);
         return -1;
@@ -108,15 +93,15 @@ static int check_fixed(const char *path, const uint8_t *h, size_t fsize, size_t 
 /* Decodes and checks the layer table of a complete header. */
 static int decode_layers(const char *path, const uint8_t *h, size_t hb, int n, size_t rb, LoadLayer *out, char *err,
                          size_t nerr) {
-    if (get_u32(h + H_CRC) != header_crc(h, hb)) {
+    if (le_get_u32(h + H_CRC) != header_crc(h, hb)) {
         snprintf(err, nerr, "'%s': corrupt header (CRC mismatch)", path);
         return -1;
     }
     for (int i = 0; i < n; i++) {
         const uint8_t *e = h + H_FIXED + (size_t)i * L_SIZE;
         LoadLayer *l = &out[i];
-        uint32_t E = get_u32(e + L_EXPERTS), G = get_u32(e + L_GROUPS), k = get_u32(e + L_K);
-        uint32_t g = get_u32(e + L_GATING);
+        uint32_t E = le_get_u32(e + L_EXPERTS), G = le_get_u32(e + L_GROUPS), k = le_get_u32(e + L_K);
+        uint32_t g = le_get_u32(e + L_GATING);
         if (E < 1 || E > MAX_EXPERTS || G > E || (G && E % G) || k < 1 || k > E || g > LOADFILE_NONE) {
             snprintf(err, nerr, "'%s': corrupt header (layer %d: %u experts, %u groups, top-%u, gating %u)", path, i, E,
                      G, k, g);
@@ -151,7 +136,7 @@ static void describe_layers(const LoadLayer *l, int n, char *buf, size_t nb) {
 }
 
 /* Whether a record is sound: its CRC. */
-static int record_ok(const uint8_t *r, size_t rb) { return get_u32(r + rb - 4) == crc(r, rb - 4); }
+static int record_ok(const uint8_t *r, size_t rb) { return le_get_u32(r + rb - 4) == crc(r, rb - 4); }
 
 /* ---- writing ---------------------------------------------------------------- */
 
@@ -210,7 +195,7 @@ static int continue_file(LoadFile *f, int64_t resume_step, size_t fsize, char *i
             snprintf(err, nerr, "cannot read '%s': %s", f->path, strerror(errno));
             return -1;
         }
-        int64_t step = (int64_t)get_u64(f->buf);
+        int64_t step = (int64_t)le_get_u64(f->buf);
         if (!record_ok(f->buf, rb) || step <= prev) {
             why = "a corrupt record and what follows it";
             break;
@@ -286,10 +271,10 @@ int loadfile_append(LoadFile *f, int64_t step, const int64_t *counts, char *err,
         return -1;
     }
     uint8_t *p = f->buf;
-    put_u64(p, (uint64_t)step);
+    le_put_u64(p, (uint64_t)step);
     p += 8;
     for (int i = 0; i < f->layers; i++) {
-        put_u64(p, (uint64_t)*counts++);
+        le_put_u64(p, (uint64_t)*counts++);
         p += 8;
         for (int j = 0; j < f->layer[i].groups + f->layer[i].experts; j++, p += 4) {
             int64_t c = *counts++;
@@ -298,10 +283,10 @@ int loadfile_append(LoadFile *f, int64_t step, const int64_t *counts, char *err,
                          (long long)c);
                 return -1;
             }
-            put_u32(p, (uint32_t)c);
+            le_put_u32(p, (uint32_t)c);
         }
     }
-    put_u32(p, crc(f->buf, f->record_bytes - 4));
+    le_put_u32(p, crc(f->buf, f->record_bytes - 4));
     /* on disk before a checkpoint can cover this update: a resumed run then
      * finds every record up to its update, even after a crash of the machine */
     if (fsutil_write_all(f->fd, f->buf, f->record_bytes) || fdatasync(f->fd) != 0) {
@@ -400,7 +385,7 @@ int loadfile_read(const char *path, LoadData *d, char *err, size_t nerr) {
             rc = -1;
             break;
         }
-        d->step[r] = (int64_t)get_u64(p);
+        d->step[r] = (int64_t)le_get_u64(p);
         if (d->step[r] < 1 || (r && d->step[r] <= d->step[r - 1])) {
             snprintf(err, nerr, "'%s': record %lld is for update %lld, after update %lld", path, (long long)r + 1,
                      (long long)d->step[r], (long long)(r ? d->step[r - 1] : 0));
@@ -409,10 +394,10 @@ int loadfile_read(const char *path, LoadData *d, char *err, size_t nerr) {
         }
         p += 8;
         for (int i = 0; i < n; i++) {
-            d->rows[r * n + i] = (int64_t)get_u64(p);
+            d->rows[r * n + i] = (int64_t)le_get_u64(p);
             p += 8;
             size_t w = (size_t)(d->layer[i].groups + d->layer[i].experts);
-            for (size_t j = 0; j < w; j++, p += 4) d->count[i][(size_t)r * w + j] = get_u32(p);
+            for (size_t j = 0; j < w; j++, p += 4) d->count[i][(size_t)r * w + j] = le_get_u32(p);
         }
     }
     free(buf);
