@@ -48,6 +48,11 @@ MPI_LIBS := $(if $(HAVE_MPI),$(shell $(PKGCONF) --libs ompi-c 2>/dev/null))
 HAVE_DNNL := $(if $(filter 0,$(DNNL)),,$(shell printf '\043include <oneapi/dnnl/dnnl.h>\nint main(void){return dnnl_sgemm(0,0,0,0,0,0,0,0,0,0,0,0,0);}' | $(CC) -x c - -ldnnl -o /dev/null 2>/dev/null && echo yes))
 DNNL_CFLAGS := $(if $(HAVE_DNNL),-DMOE_HAVE_DNNL)
 DNNL_LIBS := $(if $(HAVE_DNNL),-ldnnl)
+# SLEEF (optional, SLEEF=0 to leave out): vector double exp/log/erfc for the gating's per
+# (token, expert) functions (src/cpu/vecmath.c; libm per element without it)
+HAVE_SLEEF := $(if $(filter 0,$(SLEEF)),,$(call pc_has,sleef))
+SLEEF_CFLAGS := $(if $(HAVE_SLEEF),-DMOE_HAVE_SLEEF $(shell $(PKGCONF) --cflags sleef 2>/dev/null))
+SLEEF_LIBS := $(if $(HAVE_SLEEF),$(shell $(PKGCONF) --libs sleef 2>/dev/null))
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 ifeq ($(CUDA),0)
@@ -68,6 +73,7 @@ ifeq ($(MAKELEVEL),0)
 ifeq ($(filter clean distclean deps,$(MAKECMDGOALS)),)
 $(foreach p,$(PKGS),$(info $(if $(call pc_has,$(p)),✓,✗) $(p)$(if $(call pc_has,$(p)), $(shell $(PKGCONF) --modversion $(p) 2>/dev/null))$(if $(filter openblas,$(p)),$(if $(OPENBLAS_OMP_PC), (OpenMP build), (pthread build: install libopenblas-openmp-dev for speed)))))
 $(info $(if $(HAVE_DNNL),✓ onednn $(shell sed -n 's/^.define DNNL_VERSION_\(MAJOR\|MINOR\|PATCH\) //p' /usr/include/oneapi/dnnl/dnnl_config.h /usr/include/oneapi/dnnl/dnnl_version.h 2>/dev/null | paste -sd.): CPU products on its sgemm,✗ onednn: CPU products on OpenBLAS (install libdnnl-dev for speed)))
+$(info $(if $(HAVE_SLEEF),✓ sleef $(shell $(PKGCONF) --modversion sleef 2>/dev/null): vector math in the gating,✗ sleef: gating math through libm (install libsleef-dev for speed)))
 $(info $(if $(HAVE_MPI),✓ mpi $(shell $(PKGCONF) --modversion ompi-c 2>/dev/null): multi-process training,✗ mpi: single-process training only (install libopenmpi-dev)))
 $(info $(if $(NVCC),✓ nvcc $(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')$(if $(CUDA_SRC),: building cuda/ for sm_$(CUDA_ARCH),: no cuda/ sources yet),✗ nvcc: CUDA backend not built))
 $(if $(BUILD_CUDA),$(info $(if $(HAVE_NCCL),✓ nccl in $(NCCL_HOME): several GPUs,✗ nccl: one GPU per process only (set NCCL_HOME to a folder with include/nccl.h and lib/libnccl.so))))
@@ -76,7 +82,7 @@ endif
 
 NATIVE_FLAG := $(if $(filter 0,$(NATIVE)),,$(shell echo 'int main(void){return 0;}' | $(CC) -march=native -x c - -o /dev/null 2>/dev/null && echo -march=native))
 SAN_FLAGS := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
-PC_CFLAGS := $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --cflags $(filter-out cmocka,$(PKGS)) 2>/dev/null)) $(MPI_CFLAGS) $(DNNL_CFLAGS)
+PC_CFLAGS := $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --cflags $(filter-out cmocka,$(PKGS)) 2>/dev/null)) $(MPI_CFLAGS) $(DNNL_CFLAGS) $(SLEEF_CFLAGS)
 PC_LIBS := $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --libs $(filter-out cmocka,$(PKGS)) 2>/dev/null))
 CMOCKA_LIBS := $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --libs cmocka 2>/dev/null))
 
@@ -87,7 +93,7 @@ CXXFLAGS ?= -O2 -g
 # the vectoriser (the optimizer loops)
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp -fno-math-errno $(NATIVE_FLAG) $(SAN_FLAGS) -Isrc -Itests/lib $(PC_CFLAGS) -MMD -MP $(CFLAGS)
 ALL_CXXFLAGS := -std=c++17 $(WARN) $(SAN_FLAGS) -Isrc $(PC_CFLAGS) -MMD -MP $(CXXFLAGS)
-LDLIBS := $(PC_LIBS) $(MPI_LIBS) $(DNNL_LIBS) -lstdc++ -lpthread -lm
+LDLIBS := $(PC_LIBS) $(MPI_LIBS) $(DNNL_LIBS) $(SLEEF_LIBS) -lstdc++ -lpthread -lm
 LDFLAGS_ALL := -fopenmp $(SAN_FLAGS) $(BLAS_RPATH) $(LDFLAGS)
 
 # ---- sources ---------------------------------------------------------------

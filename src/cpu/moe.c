@@ -5,9 +5,8 @@
 
 #include "core/philox.h"
 #include "cpu/cpu.h"
+#include "cpu/vecmath.h"
 
-static inline double softplus(double z) { return z > 20 ? z : log1p(exp(z)); }
-static inline double sigm(double z) { return 1 / (1 + exp(-z)); }
 
 static void check_gate_inputs(const char *op, Tensor clean, Tensor raw, int k, int noisy, Tensor rowids,
                               Tensor idx, Tensor gates) {
@@ -64,6 +63,32 @@ static inline int in_topk(const int32_t *idx, int k, int64_t i) {
     return 0;
 }
 
+/* sig[i] = softplus(a[i]) + eps for a row of n (the noise's scale). */
+static void noise_scale(const real *a, int64_t n, real noise_eps, double *sig) {
+    for (int64_t i = 0; i < n; i++) sig[i] = a[i];
+    vd_softplus(sig, n);
+    for (int64_t i = 0; i < n; i++) sig[i] += noise_eps;
+}
+
+/* z[i] = philox_normal(seed, stream, e0 + i) for a row of n, the
+ * transcendental part over the whole row at once (u, w: scratch of n). */
+static void normal_row(uint64_t seed, uint64_t stream, uint64_t e0, int64_t n, double *z, double *w) {
+    NormalCache nc = {.blk = UINT64_MAX};
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t e = e0 + (uint64_t)i;
+        if (e >> 1 != nc.blk) {
+            nc.blk = e >> 1;
+            nc.w = philox_block(seed, stream, nc.blk);
+        }
+        int j = (int)(e & 1) * 2;
+        z[i] = philox_word_to_unit(nc.w.v[j]);
+        w[i] = 2.0 * philox_word_to_unit(nc.w.v[j + 1]);
+    }
+    vd_log(z, n);
+    vd_cospi(w, n);
+    for (int64_t i = 0; i < n; i++) z[i] = sqrt(-2.0 * z[i]) * w[i];
+}
+
 void cpu_gate_topk_fwd(Backend *be, Tensor clean, Tensor raw, int k, real noise_eps, int noisy, uint64_t seed,
                        uint64_t stream, Tensor rowids, int64_t row0, Tensor H, Tensor idx, Tensor gates, Tensor P) {
     (void)be;
@@ -75,21 +100,19 @@ void cpu_gate_topk_fwd(Backend *be, Tensor clean, Tensor raw, int k, real noise_
         tcheck_shape("gate_topk_fwd", "P", P, DT_F32, 1, N, n);
         CHECK_ARG(noisy && k < n, "gate_topk_fwd: the load estimate needs noise and k < n");
     }
-    /* sigma of each row, kept from the noise to the load estimate */
-    double *sig_all = cpu_scratch(be, (size_t)omp_get_max_threads() * (size_t)n * sizeof(double));
+    /* per thread: sigma of each row (kept from the noise to the load
+     * estimate), the row's normals and a work row */
+    double *scratch = cpu_scratch(be, (size_t)omp_get_max_threads() * 3 * (size_t)n * sizeof(double));
 #pragma omp parallel for if (N * n > CPU_PAR_MIN / 8)
     for (int64_t x = 0; x < N; x++) {
         const real *c = cpu_row(clean, x);
         real *h = cpu_row(H, x);
-        double *sig = sig_all + (size_t)omp_get_thread_num() * (size_t)n;
+        double *sig = scratch + (size_t)omp_get_thread_num() * 3 * (size_t)n, *z = sig + n, *w = z + n;
         uint64_t rid = noise_row(rowids, row0, x);
         if (noisy) {
-            const real *a = cpu_row(raw, x);
-            NormalCache nc = {.blk = UINT64_MAX};
-            for (int64_t i = 0; i < n; i++) {
-                sig[i] = softplus(a[i]) + noise_eps;
-                h[i] = (real)(c[i] + normal_cached(&nc, seed, stream, rid * (uint64_t)n + (uint64_t)i) * sig[i]);
-            }
+            noise_scale(cpu_row(raw, x), n, noise_eps, sig);
+            normal_row(seed, stream, rid * (uint64_t)n, n, z, w);
+            for (int64_t i = 0; i < n; i++) h[i] = (real)(c[i] + z[i] * sig[i]);
         } else {
             for (int64_t i = 0; i < n; i++) h[i] = c[i];
         }
@@ -100,12 +123,13 @@ void cpu_gate_topk_fwd(Backend *be, Tensor clean, Tensor raw, int k, real noise_
         for (int j = 0; j < k; j++) s += exp(h[ix[j]] - mx);
         for (int j = 0; j < k; j++) g[j] = (real)(exp(h[ix[j]] - mx) / s);
         if (!tnull(P)) {
+            /* P_i = Phi((c_i - t)/sigma_i) = erfc(-(c_i - t)/(sigma_i sqrt 2)) / 2 */
             real *p = cpu_row(P, x);
             double thr_in = h[ix[k]], thr_out = h[ix[k - 1]];
-            for (int64_t i = 0; i < n; i++) {
-                double t = in_topk(ix, k, i) ? thr_in : thr_out;
-                p[i] = (real)cpu_phi_cdf((c[i] - t) / sig[i]);
-            }
+            for (int64_t i = 0; i < n; i++) w[i] = -((c[i] - thr_out) / sig[i]) * 0.70710678118654752440;
+            for (int j = 0; j < k; j++) w[ix[j]] = -((c[ix[j]] - thr_in) / sig[ix[j]]) * 0.70710678118654752440;
+            vd_erfc(w, n);
+            for (int64_t i = 0; i < n; i++) p[i] = (real)(0.5 * w[i]);
         }
     }
 }
@@ -127,11 +151,11 @@ void cpu_gate_topk_bwd(Backend *be, Tensor clean, Tensor raw, Tensor H, Tensor i
         per_row = dload.r == N && N > 1;
     }
     int nth = omp_get_max_threads();
-    double *scratch = cpu_scratch(be, (size_t)nth * 2 * (size_t)n * sizeof(double));
+    double *scratch = cpu_scratch(be, (size_t)nth * 5 * (size_t)n * sizeof(double));
 #pragma omp parallel for if (N * n > CPU_PAR_MIN / 8)
     for (int64_t x = 0; x < N; x++) {
-        double *dH = scratch + (size_t)omp_get_thread_num() * 2 * (size_t)n;
-        double *dsig = dH + n;
+        double *dH = scratch + (size_t)omp_get_thread_num() * 5 * (size_t)n;
+        double *dsig = dH + n, *sig = dsig + n, *z = sig + n, *w = z + n;
         for (int64_t i = 0; i < n; i++) dH[i] = dsig[i] = 0;
         const real *c = cpu_row(clean, x), *h = cpu_row(H, x), *g = cpu_row(gates, x), *dg = cpu_row(dgates, x);
         const int32_t *ix = cpu_irow(idx, x);
@@ -141,21 +165,30 @@ void cpu_gate_topk_bwd(Backend *be, Tensor clean, Tensor raw, Tensor H, Tensor i
         double s = 0;
         for (int j = 0; j < k; j++) s += (double)g[j] * dg[j];
         for (int j = 0; j < k; j++) dH[ix[j]] += g[j] * (dg[j] - s);
-        /* smooth load: P = Phi((clean_i - t)/sigma_i), t another expert's noisy logit */
+        /* smooth load: P = Phi((clean_i - t)/sigma_i), t another expert's
+         * noisy logit (the k+1-th for the selected, the k-th for the rest) */
         if (!tnull(dload)) {
             const real *a = cpu_row(raw, x);
             const real *dl = cpu_row(dload, per_row ? x : 0);
+            noise_scale(a, n, noise_eps, sig);
+            double t_in = h[ix[k]], t_out = h[ix[k - 1]];
+            for (int64_t i = 0; i < n; i++) z[i] = (c[i] - t_out) / sig[i];
+            for (int j = 0; j < k; j++) z[ix[j]] = (c[ix[j]] - t_in) / sig[ix[j]];
+            for (int64_t i = 0; i < n; i++) w[i] = -0.5 * z[i] * z[i];
+            vd_exp(w, n);
+            double d_in = 0, d_out = 0; /* into the two thresholds' experts */
             for (int64_t i = 0; i < n; i++) {
                 if (dl[i] == 0) continue;
-                int in = in_topk(ix, k, i);
-                int32_t src = in ? ix[k] : ix[k - 1];
-                double sigma = softplus(a[i]) + noise_eps;
-                double z = (c[i] - h[src]) / sigma;
-                double q = dl[i] * cpu_phi_pdf(z) / sigma;
+                double q = dl[i] * (0.39894228040143267794 * w[i]) / sig[i];
                 dc[i] += (real)q;
-                dsig[i] -= q * z;
-                dH[src] -= q;
+                dsig[i] -= q * z[i];
+                if (in_topk(ix, k, i))
+                    d_in += q;
+                else
+                    d_out += q;
             }
+            dH[ix[k]] -= d_in;
+            dH[ix[k - 1]] -= d_out;
         }
         uint64_t rid = noise_row(rowids, row0, x);
         NormalCache nc = {.blk = UINT64_MAX};
@@ -166,9 +199,12 @@ void cpu_gate_topk_bwd(Backend *be, Tensor clean, Tensor raw, Tensor H, Tensor i
                 dsig[i] += dH[i] * normal_cached(&nc, seed, stream, rid * (uint64_t)n + (uint64_t)i);
         }
         if (noisy) {
+            /* d softplus(a)/da = sigmoid(a) = 1 / (1 + e^-a) */
             const real *a = cpu_row(raw, x);
             real *dr = cpu_row(draw, x);
-            for (int64_t i = 0; i < n; i++) dr[i] = (real)(dsig[i] * sigm(a[i]));
+            for (int64_t i = 0; i < n; i++) w[i] = -(double)a[i];
+            vd_exp(w, n);
+            for (int64_t i = 0; i < n; i++) dr[i] = (real)(dsig[i] / (1 + w[i]));
         }
     }
 }
