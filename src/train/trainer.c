@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/session.h"
 #include "core/check.h"
 #include "core/fault.h"
 #include "core/prof.h"
@@ -20,7 +21,6 @@
 #include "io/model_io.h"
 #include "train/loadlog.h"
 #include "train/plan.h"
-#include "train/session.h"
 
 static double now_s(void) {
     struct timespec ts;
