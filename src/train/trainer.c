@@ -44,8 +44,8 @@ void trainer_stop_diverged(const Trainer *tr, int by_rule, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    int k = snprintf(hint, sizeof hint, "the last checkpoint%s is intact: lower --learn-rate (now %g) or --clip-norm "
-                     "(now %g) and rerun", train_file_exists(tr->paths.model) ? "" : " (none yet)",
+    int k = snprintf(hint, sizeof hint, "%s: lower --learn-rate (now %g) or --clip-norm (now %g) and rerun",
+                     train_file_exists(tr->paths.model) ? "the last checkpoint is intact" : "no checkpoint yet",
                      cfg_float(tr->cfg, "learn-rate"), cfg_float(tr->cfg, "clip-norm"));
     if (by_rule)
         snprintf(hint + k, sizeof hint - (size_t)k, "; --divergence SLOW FAST SIGMAS sets the rule (now %g %g %g; "
