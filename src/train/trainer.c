@@ -47,7 +47,7 @@ void trainer_stop_diverged(const Trainer *tr, int by_rule, const char *fmt, ...)
     int k = snprintf(hint, sizeof hint, "%s: lower --learn-rate (now %g) or --clip-norm (now %g) and rerun",
                      train_file_exists(tr->paths.model) ? "the last checkpoint is intact" : "no checkpoint yet",
                      cfg_float(tr->cfg, "learn-rate"), cfg_float(tr->cfg, "clip-norm"));
-    if (by_rule)
+    if (by_rule && k > 0 && (size_t)k < sizeof hint)
         snprintf(hint + k, sizeof hint - (size_t)k, "; --divergence SLOW FAST SIGMAS sets the rule (now %g %g %g; "
                  "SIGMAS 0 = off)", tr->watch.slow, tr->watch.fast, tr->watch.sigmas);
     FATAL_HINT(EXIT_RUNTIME, hint, "%s; stopping without saving", what);
