@@ -5,11 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *g_prog = "moe";
+static char g_prog[64] = "moe";
 static moe_fatal_handler g_handler;
 static char g_last[1024];
 
-void moe_set_progname(const char *name) { g_prog = name ? name : "moe"; }
+/* copied: a caller may build the name in a buffer of its own ("moe-train (rank 3)") */
+void moe_set_progname(const char *name) {
+    if (name != g_prog) snprintf(g_prog, sizeof g_prog, "%s", name ? name : "moe");
+}
 const char *moe_progname(void) { return g_prog; }
 void moe_set_fatal_handler(moe_fatal_handler h) { g_handler = h; }
 const char *moe_last_error(void) { return g_last; }

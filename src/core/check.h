@@ -17,7 +17,8 @@ enum {
     EXIT_SIGTERM = 143 /* saved after SIGTERM/SIGINT */
 };
 
-/* Program name used as the message prefix ("moe-train", "moe" by default). */
+/* Program name used as the message prefix ("moe-train", "moe" by default;
+ * copied, at most 63 bytes). */
 void moe_set_progname(const char *name);
 const char *moe_progname(void);
 

@@ -81,44 +81,17 @@ fail:
     return -1;
 }
 
-/* Visit every stored piece of a parameter's values (kind < 0) or of optimizer
- * part k: (name, rows, cols, device pointer). */
-typedef int (*piece_fn)(void *ctx, const char *name, int64_t rows, int64_t cols, real *p);
-
-/* Where a parameter's values (part < 0) or optimizer part `part` live, and
- * the stored name and shape of each of its items. */
+/* A buffer stored the way a parameter is: p->b items of rows x cols elements
+ * from root, under `name` (one tensor), or per item under its global index. */
 typedef struct {
-    char base[160];
+    const Param *p;
+    const char *name;
     real *root;
     int64_t rows, cols;
 } Piece;
 
-static Piece piece_of(const ParamStore *ps, const Param *p, int part, int64_t item_len, int64_t part_off) {
-    Piece c;
-    if (part < 0)
-        snprintf(c.base, sizeof c.base, "%s", p->name);
-    else
-        snprintf(c.base, sizeof c.base, "opt%d/%s", part, p->name);
-    c.root = part < 0 ? (real *)ps->val.p + p->off : (real *)ps->opt.p + p->opt_off + part_off;
-    c.rows = part < 0 ? p->r : 1;
-    c.cols = part < 0 ? p->c : item_len;
-    return c;
-}
-
-static int each_piece(const ParamStore *ps, int id, int part, int64_t item_len, int64_t part_off, void *ctx,
-                      piece_fn fn) {
-    const Param *p = &ps->p[id];
-    Piece pc = piece_of(ps, p, part, item_len, part_off);
-    const char *base = pc.base;
-    char name[200];
-    real *root = pc.root;
-    int64_t rows = pc.rows, cols = pc.cols;
-    if (p->b == 1 && !param_sharded(p)) return fn(ctx, base, rows, cols, root);
-    for (int64_t i = 0; i < p->b; i++) {
-        model_item_name(base, param_global_index(p, i), name, sizeof name);
-        if (fn(ctx, name, rows, cols, root + i * rows * cols)) return -1;
-    }
-    return 0;
+static Piece values_of(const ParamStore *ps, const Param *p) {
+    return (Piece){.p = p, .name = p->name, .root = (real *)ps->val.p + p->off, .rows = p->r, .cols = p->c};
 }
 
 typedef struct {
@@ -159,7 +132,7 @@ static int stream_from(IoCtx *io, real *p, int64_t count, int owner, int rc) {
     return rc;
 }
 
-/* Rank 0 writes a piece held by `owner`. */
+/* Rank 0 writes a tensor held by `owner`. */
 static int write_from(IoCtx *io, const char *name, int64_t rows, int64_t cols, real *p, int owner) {
     int rank = comm_rank(io->comm);
     if (owner == 0) return rank == 0 ? put_tensor(io->w, io->be, name, rows, cols, p, io->stage, io->err, io->n) : 0;
@@ -172,101 +145,81 @@ static int write_from(IoCtx *io, const char *name, int64_t rows, int64_t cols, r
     return rc ? -1 : 0;
 }
 
-/* Every piece of a parameter's values (part < 0) or optimizer part, in
- * global item order; a sharded parameter's items come from their ranks. */
-static int write_param(IoCtx *io, const ParamStore *ps, int id, int part, int64_t item_len, int64_t part_off) {
-    const Param *p = &ps->p[id];
-    Piece pc = piece_of(ps, p, part, item_len, part_off);
-    const char *base = pc.base;
+/* Every item of a piece in global item order; a sharded parameter's items
+ * come from their ranks. */
+static int write_piece(IoCtx *io, Piece pc) {
+    const Param *p = pc.p;
     char name[200];
-    real *root = pc.root;
-    int64_t rows = pc.rows, cols = pc.cols;
-    if (p->b == 1 && !param_sharded(p)) return write_from(io, base, rows, cols, root, 0);
+    if (p->b == 1 && !param_sharded(p)) return write_from(io, pc.name, pc.rows, pc.cols, pc.root, 0);
     int W = param_sharded(p) ? p->expert_world : 1, rank = comm_rank(io->comm);
     CHECK_ARG(W == 1 || W == comm_world(io->comm), "'%s' is placed for %d processes, not %d", p->name, W,
               comm_world(io->comm));
-    int64_t blk = p->expert_block, total = p->b * W;
+    int64_t blk = p->expert_block, total = p->b * W, item = pc.rows * pc.cols;
     int rc = 0;
     for (int64_t g = 0; g < total; g++) {
         int owner = (int)((g / blk) % W);
         int64_t i = (g / (blk * W)) * blk + g % blk;
-        model_item_name(base, g, name, sizeof name);
+        model_item_name(pc.name, g, name, sizeof name);
         /* keep going after an error: the other ranks follow the same sequence */
-        int r = write_from(io, name, rows, cols, owner == rank ? root + i * rows * cols : NULL, owner);
+        int r = write_from(io, name, pc.rows, pc.cols, owner == rank ? pc.root + i * item : NULL, owner);
         if (!rc) rc = r;
         if (rc && comm_world(io->comm) <= 1) break;
     }
     return rc;
 }
 
-static int read_piece(void *c, const char *name, int64_t rows, int64_t cols, real *p) {
-    IoCtx *io = c;
-    return get_tensor(io->r, io->path, io->be, name, rows, cols, p, io->stage, io->err, io->n);
-}
-
-static int visit_all(const ParamStore *ps, ModelStateParts parts_of, const void *opt, IoCtx *io, piece_fn fn) {
-    io->stage = xmalloc(STAGE_ELEMS * sizeof(float), "checkpoint staging buffer");
-    int rc = 0;
-    for (int i = 0; i < ps->n && !rc; i++) {
-        if (!parts_of) {
-            rc = each_piece(ps, i, -1, 0, 0, io, fn);
-            continue;
-        }
-        int64_t len[2];
-        int parts = parts_of(opt, &ps->p[i], len);
-        int64_t off = 0;
-        for (int k = 0; k < parts && !rc; k++) {
-            rc = each_piece(ps, i, k, len[k], off, io, fn);
-            off += ps->p[i].b * len[k];
-        }
+/* The items this process holds. */
+static int read_piece(IoCtx *io, Piece pc) {
+    const Param *p = pc.p;
+    char name[200];
+    if (p->b == 1 && !param_sharded(p))
+        return get_tensor(io->r, io->path, io->be, pc.name, pc.rows, pc.cols, pc.root, io->stage, io->err, io->n);
+    for (int64_t i = 0; i < p->b; i++) {
+        model_item_name(pc.name, param_global_index(p, i), name, sizeof name);
+        if (get_tensor(io->r, io->path, io->be, name, pc.rows, pc.cols, pc.root + i * pc.rows * pc.cols, io->stage,
+                       io->err, io->n))
+            return -1;
     }
-    free(io->stage);
-    return rc;
-}
-
-static int write_all(const ParamStore *ps, ModelStateParts parts_of, const void *opt, IoCtx *io) {
-    io->stage = xmalloc(STAGE_ELEMS * sizeof(float), "checkpoint staging buffer");
-    int rc = 0;
-    for (int i = 0; i < ps->n; i++) {
-        if (!parts_of) {
-            int r = write_param(io, ps, i, -1, 0, 0);
-            if (!rc) rc = r;
-            continue;
-        }
-        int64_t len[2];
-        int parts = parts_of(opt, &ps->p[i], len);
-        int64_t off = 0;
-        for (int k = 0; k < parts; k++) {
-            int r = write_param(io, ps, i, k, len[k], off);
-            if (!rc) rc = r;
-            off += ps->p[i].b * len[k];
-        }
-        if (rc && comm_world(io->comm) <= 1) break;
-    }
-    free(io->stage);
-    return rc;
+    return 0;
 }
 
 int model_write_params(ckpt_writer *w, const ParamStore *ps, Comm *comm, char *err, size_t n) {
     IoCtx io = {.w = w, .be = ps->be, .comm = comm, .err = err, .n = n};
-    return write_all(ps, NULL, NULL, &io);
+    io.stage = xmalloc(STAGE_ELEMS * sizeof(float), "checkpoint staging buffer");
+    int rc = 0;
+    for (int i = 0; i < ps->n; i++) {
+        int r = write_piece(&io, values_of(ps, &ps->p[i]));
+        if (!rc) rc = r;
+    }
+    free(io.stage);
+    return rc;
 }
 
 int model_read_params(ckpt_reader *r, const char *path, ParamStore *ps, char *err, size_t n) {
     IoCtx io = {.r = r, .path = path, .be = ps->be, .err = err, .n = n};
-    return visit_all(ps, NULL, NULL, &io, read_piece);
+    io.stage = xmalloc(STAGE_ELEMS * sizeof(float), "checkpoint staging buffer");
+    int rc = 0;
+    for (int i = 0; i < ps->n && !rc; i++) rc = read_piece(&io, values_of(ps, &ps->p[i]));
+    free(io.stage);
+    return rc;
 }
 
-int model_write_opt(ckpt_writer *w, const ParamStore *ps, ModelStateParts parts, const void *ctx, Comm *comm, char *err,
-                    size_t n) {
-    IoCtx io = {.w = w, .be = ps->be, .comm = comm, .err = err, .n = n};
-    return write_all(ps, parts, ctx, &io);
+int model_write_items(ckpt_writer *w, Backend *be, Comm *comm, const Param *p, const char *name, real *root,
+                      int64_t rows, int64_t cols, char *err, size_t n) {
+    IoCtx io = {.w = w, .be = be, .comm = comm, .err = err, .n = n};
+    io.stage = xmalloc(STAGE_ELEMS * sizeof(float), "checkpoint staging buffer");
+    int rc = write_piece(&io, (Piece){.p = p, .name = name, .root = root, .rows = rows, .cols = cols});
+    free(io.stage);
+    return rc;
 }
 
-int model_read_opt(ckpt_reader *r, const char *path, ParamStore *ps, ModelStateParts parts, const void *ctx, char *err,
-                   size_t n) {
-    IoCtx io = {.r = r, .path = path, .be = ps->be, .err = err, .n = n};
-    return visit_all(ps, parts, ctx, &io, read_piece);
+int model_read_items(ckpt_reader *r, const char *path, Backend *be, const Param *p, const char *name, real *root,
+                     int64_t rows, int64_t cols, char *err, size_t n) {
+    IoCtx io = {.r = r, .path = path, .be = be, .err = err, .n = n};
+    io.stage = xmalloc(STAGE_ELEMS * sizeof(float), "checkpoint staging buffer");
+    int rc = read_piece(&io, (Piece){.p = p, .name = name, .root = root, .rows = rows, .cols = cols});
+    free(io.stage);
+    return rc;
 }
 
 int model_write_rows(ckpt_writer *w, Backend *be, Comm *comm, const char *name, Tensor local, int64_t total,

@@ -1,10 +1,11 @@
-/* Parameters and optimizer state in model.bin / model.bin.state (io/ckpt.h).
+/* Parameters and tensors in model.bin / model.bin.state (io/ckpt.h).
  *
  * Every parameter is stored as f32 under its name. A stacked parameter
  * (experts, per-group secondary gates: Param.b > 1) is stored as one tensor
  * per item under its global index, "<prefix>.<NNNN>.<last>" (e.g.
  * "lm.moe0.expert.0017.w_in"), so a model loads whatever the placement of its
- * experts: a reader takes the items its placement holds. Optimizer state follows the same rule under "opt<k>/<name>". Data
+ * experts: a reader takes the items its placement holds. This file knows
+ * parameters, not what training keeps beside them (train/checkpoint.h). Data
  * is streamed through a bounded host buffer. Functions return 0 or -1 with a
  * one-line message in err. */
 #ifndef MOE_IO_MODEL_IO_H
@@ -27,15 +28,16 @@ int model_write_params(ckpt_writer *w, const ParamStore *ps, struct Comm *comm, 
 /* Every parameter of the store must be present with the registered shape. */
 int model_read_params(ckpt_reader *r, const char *path, ParamStore *ps, char *err, size_t n);
 
-/* Optimizer state (the store's opt buffer), laid out as `parts` describes:
- * for parameter p, the number of consecutive blocks, block k holding p->b
- * items of item_len[k] elements each (train/optim.h gives it; io stays below
- * train). */
-typedef int (*ModelStateParts)(const void *ctx, const Param *p, int64_t item_len[2]);
-int model_write_opt(ckpt_writer *w, const ParamStore *ps, ModelStateParts parts, const void *ctx, struct Comm *comm,
-                    char *err, size_t n);
-int model_read_opt(ckpt_reader *r, const char *path, ParamStore *ps, ModelStateParts parts, const void *ctx, char *err,
-                   size_t n);
+/* A device buffer stored the way parameter p is: p->b items of rows x cols
+ * elements from root, as one tensor `name` when p is a single item, else one
+ * tensor per item under its global index (model_item_name). Training stores
+ * per-item state beside the parameters this way (train/checkpoint.c: the
+ * optimizer's moments), so it too loads whatever the placement of the
+ * experts. Every process calls the writer, as above. */
+int model_write_items(ckpt_writer *w, Backend *be, struct Comm *comm, const Param *p, const char *name, real *root,
+                      int64_t rows, int64_t cols, char *err, size_t n);
+int model_read_items(ckpt_reader *r, const char *path, Backend *be, const Param *p, const char *name, real *root,
+                     int64_t rows, int64_t cols, char *err, size_t n);
 
 /* A [total x c] tensor whose rows are spread over the processes of comm in
  * slice order (rank r holds rows [r*total/W, (r+1)*total/W)); every process

@@ -10,19 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/session.h"
 #include "core/check.h"
 #include "core/log.h"
 #include "core/threads.h"
 #include "data/lmbatch.h"
 #include "data/textio.h"
+#include "decode/lm_eval.h"
 #include "decode/translate.h"
 #include "model/lm_file.h"
 #include "model/s2s_file.h"
 #include "text/bleu.h"
 #include "text/chrf.h"
 #include "text/utf8.h"
-#include "train/lm_eval.h"
-#include "train/session.h"
 
 #define IMPL "moe-eval-" MOE_VERSION
 

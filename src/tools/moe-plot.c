@@ -17,12 +17,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "app/session.h"
 #include "core/check.h"
 #include "io/loadfile.h"
 #include "plot/figures.h"
 #include "plot/gnuplot.h"
 #include "plot/trainlog.h"
-#include "train/session.h"
 
 #define HINT "see moe-plot --help"
 

@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "app/session.h"
 #include "core/check.h"
 #include "core/threads.h"
 #include "train/plan.h"
-#include "train/session.h"
 #include "train/trainer.h"
 
 /* --plan: print what the recipe needs on --world-size processes. */

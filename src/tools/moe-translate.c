@@ -18,12 +18,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "app/session.h"
 #include "core/check.h"
 #include "core/log.h"
 #include "core/threads.h"
 #include "decode/translate.h"
 #include "model/s2s_file.h"
-#include "train/session.h"
 
 static FILE *out_open(const char *path) {
     if (!strcmp(path, "-")) return stdout;

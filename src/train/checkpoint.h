@@ -1,6 +1,10 @@
-/* Saving and resuming training: FILE (model.bin: config, vocabulary,
- * parameters, step) and FILE.state (optimizer moments and counters, data
- * cursor, validation history, carried LSTM states).
+/* Saving and resuming training: everything the files hold from training.
+ * FILE (model.bin: type, config, the task's vocabulary, parameters, step)
+ * and FILE.state (progress and validation history, divergence statistics,
+ * optimizer counters and moments, the trained weights under
+ * --exponential-smoothing, and the task's part: data cursor, carried LSTM
+ * states). The container is io/ckpt.h, parameter I/O io/model_io.h; the
+ * tasks write their parts through TaskOps (train/trainer.h).
  *
  * Two files cannot be replaced in one atomic step, so the model is the commit
  * point:
@@ -18,6 +22,8 @@
 
 #include "io/ckpt.h"
 
+struct Trainer;
+
 typedef struct TrainPaths {
     char model[4096], state[4100], state_new[4104];
 } TrainPaths;
@@ -34,5 +40,28 @@ int train_recover(const TrainPaths *p, int64_t *step, char *msg, size_t n);
 
 /* "model.bin" -> "model.best-perplexity.bin" (before the last extension). */
 void train_best_path(const char *model, const char *metric, char *buf, size_t n);
+
+/* Rank 0, before anything is read or written: the model's folder must take
+ * new files, and no other run may be training this model (the lock is
+ * FILE.lock, io/lockfile.h, removed at exit). Exits with a hint otherwise. */
+void checkpoint_claim(const TrainPaths *p);
+
+/* What the files of tr->paths offer, settled by rank 0 (train_recover,
+ * skipped under --no-reload) and broadcast to every process: RECOVER_*,
+ * *step the model's step. */
+int checkpoint_find(struct Trainer *tr, int64_t *step);
+/* The task's setup_model, given the model file being resumed (mode is not
+ * RECOVER_NONE: its type must be the task's) or NULL. */
+void checkpoint_setup_model(struct Trainer *tr, int mode, int64_t step);
+/* Weights, step and (RECOVER_BOTH, unless --no-optimizer-reload) the state:
+ * after the model, the optimizer and the task's data are set up. */
+void checkpoint_resume(struct Trainer *tr, int mode);
+
+/* A checkpoint in the order above (state, model, rename), every process
+ * calling; weights that are not finite are refused (the run stops, the last
+ * checkpoint stays). `why` goes into the [ckpt] line. */
+void checkpoint_save(struct Trainer *tr, const char *why);
+/* The model file alone (--keep-best's copy), with the smoothed weights. */
+void checkpoint_write_model(struct Trainer *tr, const char *path);
 
 #endif

@@ -17,6 +17,22 @@ void optim_config_default(OptConfig *cfg) {
 
 static const char *const kind_names[] = {"adam", "sgd", "factored", "same"};
 
+void optim_config_from_options(const Config *cfg, OptConfig *oc) {
+    optim_config_default(oc);
+    /* both are checked by the options table; a name it let through and this
+     * build does not know is an error, never a silent Adam */
+    if (optim_kind_parse(cfg_str(cfg, "optimizer"), &oc->kind))
+        FATAL(EXIT_USAGE, "--optimizer: unknown optimizer '%s'", cfg_str(cfg, "optimizer"));
+    if (optim_kind_parse(cfg_str(cfg, "expert-optimizer"), &oc->expert))
+        FATAL(EXIT_USAGE, "--expert-optimizer: unknown optimizer '%s'", cfg_str(cfg, "expert-optimizer"));
+    size_t np = 0;
+    const double *op = cfg_list_float(cfg, "optimizer-params", &np);
+    if (np > 0) oc->b1 = op[0];
+    if (np > 1) oc->b2 = op[1];
+    if (np > 2) oc->eps = op[2];
+    oc->clip_norm = cfg_float(cfg, "clip-norm");
+}
+
 int optim_kind_parse(const char *name, OptKind *out) {
     for (int k = 0; k < (int)(sizeof kind_names / sizeof *kind_names); k++)
         if (name && strcmp(name, kind_names[k]) == 0) {

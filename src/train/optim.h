@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/options.h"
 #include "core/params.h"
 
 typedef enum {
@@ -69,6 +70,10 @@ typedef struct Optimizer {
 
 /* Adam (0.9, 0.999, 1e-8), experts OPT_SAME, clip_norm 1.0 (Marian's default). */
 void optim_config_default(OptConfig *cfg);
+/* The settings of the options (--optimizer, --expert-optimizer,
+ * --optimizer-params, --clip-norm); an optimizer name this build does not
+ * know is a usage error. */
+void optim_config_from_options(const Config *cfg, OptConfig *oc);
 /* "adam", "sgd", "factored", "same" -> OptKind. 0, or -1 for an unknown name. */
 int optim_kind_parse(const char *name, OptKind *out);
 const char *optim_kind_name(OptKind k);

@@ -192,7 +192,7 @@ int plan_compute(const Config *cfg, int world, double gpu_bytes, int64_t vocab, 
         for (int l = 0; l < lc.n_layers; l++) r->moe_layers += lc.kind[l] == LM_LAYER_MOE;
     }
     OptConfig oc;
-    trainer_opt_config(cfg, &oc);
+    optim_config_from_options(cfg, &oc);
     Optimizer opt;
     optim_init(&opt, &oc);
     r->params_all = params_count(&ps, 0);

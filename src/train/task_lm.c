@@ -12,7 +12,7 @@
 #include "io/model_io.h"
 #include "core/recipe.h"
 #include "model/model_cfg.h"
-#include "train/lm_eval.h"
+#include "decode/lm_eval.h"
 #include "train/trainer.h"
 
 typedef struct {

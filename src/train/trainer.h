@@ -5,7 +5,7 @@
  * [train] line and a [moe] line; every --valid-freq updates validation (the
  * first --valid-metrics drives early stopping and --keep-best); every
  * --save-freq updates, at the end and on SIGTERM/SIGINT a checkpoint
- * (train/checkpoint.h). Resuming restores the weights, optimizer, data
+ * (train/checkpoint.h, which owns what the files hold). Resuming restores the weights, optimizer, data
  * position and validation history; every random draw is keyed by the update
  * number, so a resumed run computes what an uninterrupted one would.
  *
@@ -92,8 +92,13 @@ struct Trainer {
     int64_t validated_step; /* the update of the last validation */
 };
 
-/* The optimizer settings of the options (--optimizer, --expert-optimizer, ...). */
-void trainer_opt_config(const Config *cfg, OptConfig *oc);
+/* The sum of squares of every weight, over all processes (each holds its experts). */
+double trainer_weights_sumsq(Trainer *tr);
+/* Training diverged (a loss, gradient norm or weights not finite; by_rule:
+ * the --divergence rule fired): one line "<what>; stopping without saving"
+ * with the hint of what to change, exit EXIT_RUNTIME. */
+void trainer_stop_diverged(const Trainer *tr, int by_rule, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), noreturn));
 
 /* Run training with a task; returns the process exit code. */
 int trainer_run(Config *cfg, Task *task);

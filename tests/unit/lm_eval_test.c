@@ -17,7 +17,7 @@
 
 #include "core/check.h"
 #include "core/log.h"
-#include "train/lm_eval.h"
+#include "decode/lm_eval.h"
 
 enum { V = 40 };
 

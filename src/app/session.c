@@ -1,4 +1,4 @@
-#include "train/session.h"
+#include "app/session.h"
 
 #include <pthread.h>
 #include <signal.h>

@@ -5,8 +5,8 @@
  * counted (they are also reported separately, with the perplexity without
  * them, as KenLM does); the <S> that starts a sentence is context, never a
  * target. Perplexity = exp(-sum log p / targets), natural logarithms. */
-#ifndef MOE_TRAIN_LM_EVAL_H
-#define MOE_TRAIN_LM_EVAL_H
+#ifndef MOE_DECODE_LM_EVAL_H
+#define MOE_DECODE_LM_EVAL_H
 
 #include "model/lm.h"
 

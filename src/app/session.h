@@ -1,7 +1,7 @@
 /* What every tool sets up the same way: logging (--log, --quiet), the
  * backend (--devices, --cpu-threads), SIGTERM/SIGINT handling, build info. */
-#ifndef MOE_TRAIN_SESSION_H
-#define MOE_TRAIN_SESSION_H
+#ifndef MOE_APP_SESSION_H
+#define MOE_APP_SESSION_H
 
 #include "core/options.h"
 #include "core/ops.h"

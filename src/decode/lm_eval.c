@@ -1,4 +1,4 @@
-#include "train/lm_eval.h"
+#include "decode/lm_eval.h"
 
 #include <math.h>
 #include <stdio.h>
