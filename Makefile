@@ -124,13 +124,19 @@ ALL_NVCCFLAGS := -std=c++17 -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_AR
   -gencode arch=compute_$(CUDA_ARCH),code=compute_$(CUDA_ARCH) -fmad=false -MMD -MP -Isrc -Icuda $(if $(HAVE_NCCL),-I$(NCCL_HOME)/include) \
   -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-fopenmp $(NVCCFLAGS)
 CUDA_LIBS := $(if $(HAVE_NCCL),-L$(NCCL_LIBDIR) -Wl$(comma)-rpath$(comma)$(NCCL_LIBDIR) -lnccl) -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
-# src/core/backend.c refers to the backend through weak symbols, which do not
-# pull archive members in: name them, and repeat libmoe.a for the CUDA objects.
-CUDA_SYMS := -Wl,--undefined=backend_cuda_create,--undefined=backend_cuda_destroy,--undefined=backend_cuda_device_count \
-  $(if $(HAVE_NCCL),-Wl$(comma)--undefined=comm_nccl_create)
-TOOL_LIBS := $(CUDA_SYMS) $(CUDA_LIB) $(LIB) $(CUDA_LIBS)
+# after $(REG_OBJ), which refers to the CUDA library, which refers to libmoe.a again
+TOOL_LIBS := $(CUDA_LIB) $(LIB) $(CUDA_LIBS)
 CUDA_TESTS := $(patsubst tests/cuda/%.c,$(O)/tests/cuda/%,$(wildcard tests/cuda/*.c))
 endif
+
+# The backends a program has (src/tools/backends.c): core names none, and this one
+# object registers those the build has, so it is compiled per flavour and linked
+# as an object into the tools, the GPU parity test and the GPU benchmark.
+REG_FLAVOUR := $(if $(BUILD_CUDA),cuda$(if $(HAVE_NCCL),-nccl),cpu)
+REG_OBJ := $(O)/backends-$(REG_FLAVOUR)/backends.o
+$(REG_OBJ): src/tools/backends.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(if $(BUILD_CUDA),-DMOE_WITH_CUDA) $(if $(HAVE_NCCL),-DMOE_WITH_NCCL) -c $< -o $@
 
 # ---- build -----------------------------------------------------------------
 .PHONY: all lib tools tests cuda test test-run test-cuda bench demo deps install clean
@@ -156,9 +162,9 @@ $(LIB64): $(OBJ64)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN)/%: $(O)/f32/src/tools/%.o $(LIB) $(CUDA_LIB)
+$(BIN)/%: $(O)/f32/src/tools/%.o $(REG_OBJ) $(LIB) $(CUDA_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(TOOL_LIBS) $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS_ALL) $< $(REG_OBJ) $(LIB) $(TOOL_LIBS) $(LDLIBS) -o $@
 
 $(O)/tests/unit/%: $(O)/f32/tests/unit/%.o $(TESTLIB) $(LIB)
 	@mkdir -p $(@D)
@@ -179,9 +185,9 @@ $(CUDA_LIB): $(CUDA_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 # GPU parity tests (tests/cuda/*.c): the CPU backend against the CUDA backend
-$(O)/tests/cuda/%: $(O)/f32/tests/cuda/%.o $(LIB) $(CUDA_LIB)
+$(O)/tests/cuda/%: $(O)/f32/tests/cuda/%.o $(REG_OBJ) $(LIB) $(CUDA_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) $< $(TOOL_LIBS) $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS_ALL) $< $(REG_OBJ) $(TOOL_LIBS) $(LDLIBS) -o $@
 all: $(CUDA_LIB) $(CUDA_TESTS)
 else
 cuda:

@@ -31,9 +31,9 @@ TORCH_ARGS ?=
 $(O)/bench-cuda/$(BENCH_FLAVOUR)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(BENCH_CUDA_CFLAGS) -c $< -o $@
-$(BENCH_CUDA_BIN): $(BENCH_CUDA_OBJ) $(LIB) $(CUDA_LIB)
+$(BENCH_CUDA_BIN): $(BENCH_CUDA_OBJ) $(REG_OBJ) $(LIB) $(CUDA_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) $(BENCH_CUDA_OBJ) $(BENCH_CUDA_LIBS) $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS_ALL) $(BENCH_CUDA_OBJ) $(REG_OBJ) $(BENCH_CUDA_LIBS) $(LDLIBS) -o $@
 all: $(BENCH_CUDA_BIN)
 
 .PHONY: bench-cuda bench-torch bench-check

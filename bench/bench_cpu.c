@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "core/check.h"
+#include "cpu/backend.h"
 #include "model/lm.h"
 #include "train/optim.h"
 
@@ -53,6 +54,7 @@ static double bench_sgemm(Backend *be, int M, int N, int K, int reps) {
 
 int main(int argc, char **argv) {
     moe_set_progname("bench_cpu");
+    backend_register(&backend_cpu_reg);
     int threads = 0, steps = 5, T = 32, B = 64;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);

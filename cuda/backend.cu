@@ -1,5 +1,5 @@
-/* CUDA backend: registration (the three extern "C" entry points that
- * src/core/backend.c finds through weak symbols), memory and accounting,
+/* CUDA backend: its entry for the backend registry (backend_cuda_reg, which
+ * src/tools/backends.c registers in a CUDA build), memory and accounting,
  * copies, fills, the device scratch and the deferred error record. */
 #include <math.h>
 #include <stdio.h>
@@ -413,7 +413,8 @@ extern "C" int backend_cuda_device_count(void) {
     return n;
 }
 
-extern "C" Backend *backend_cuda_create(int device) {
+static Backend *cuda_create(int device, int threads) {
+    (void)threads;
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
@@ -460,9 +461,9 @@ extern "C" Backend *backend_cuda_create(int device) {
 }
 
 /* For backend_set_precision (src/core/backend.c): major * 10 + minor. */
-extern "C" int backend_cuda_capability(const Backend *be) { return cu_impl((Backend *)be)->cap; }
+static int cuda_capability(const Backend *be) { return cu_impl((Backend *)be)->cap; }
 
-extern "C" void backend_cuda_destroy(Backend *be) {
+static void cuda_destroy(Backend *be) {
     if (!be) return;
     CuImpl *im = cu_impl(be);
     CUDA_CHECK(cudaSetDevice(be->device));
@@ -480,3 +481,15 @@ extern "C" void backend_cuda_destroy(Backend *be) {
     free(im);
     free(be);
 }
+
+/* (in declaration order: nvcc compiles C++17, where designators must keep it) */
+extern "C" const BackendReg backend_cuda_reg = {
+    .name = "cuda",
+    .title = "CUDA",
+    .indexed = 1,
+    .hint = NULL,
+    .create = cuda_create,
+    .destroy = cuda_destroy,
+    .device_count = backend_cuda_device_count,
+    .capability = cuda_capability,
+};

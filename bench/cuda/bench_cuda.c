@@ -25,6 +25,7 @@
 #include "bench_run.h"
 #include "bench_time.h"
 #include "core/check.h"
+#include "tools/backends.h"
 
 static const char USAGE[] =
     "usage: bench_cuda [--json FILE] [--configs G1,G2,...] [--steps N] [--warmup N] [--comp-reps N]\n"
@@ -129,6 +130,7 @@ static int selected(const char *list, const char *id) {
 
 int main(int argc, char **argv) {
     moe_set_progname("bench_cuda");
+    backends_register_builtin();
     Args a;
     parse(argc, argv, &a);
     double t0 = bench_now();

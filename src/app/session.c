@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "core/log.h"
+#include "cpu/backend.h"
 #include "dist/comm.h"
 
 void session_logging(const Config *cfg) {
@@ -32,12 +33,12 @@ static Backend *session_device(const Config *cfg) {
         snprintf(spec, sizeof spec, "cuda:%s", dev[0]);
         return backend_create(spec, threads);
     }
-    if (n == 0 && backend_cuda_available() > 0) {
+    if (n == 0 && backend_device_count("cuda") > 0) {
         /* one process per GPU: under mpirun/srun the node-local rank picks it */
         const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
         if (!lr) lr = getenv("SLURM_LOCALID");
         char spec[32];
-        snprintf(spec, sizeof spec, "cuda:%d", lr ? atoi(lr) % backend_cuda_available() : 0);
+        snprintf(spec, sizeof spec, "cuda:%d", lr ? atoi(lr) % backend_device_count("cuda") : 0);
         return backend_create(spec, threads);
     }
     return backend_create("cpu", threads);
@@ -55,7 +56,7 @@ int session_info(const Config *cfg, const char *tool) {
         return 1;
     }
     if (cfg_bool(cfg, "build-info")) {
-        int cuda = backend_cuda_available();
+        int cuda = backend_device_count("cuda");
         printf("%s %s\n", tool, MOE_VERSION);
         const char *wp = getenv("OMP_WAIT_POLICY"), *sc = getenv("GOMP_SPINCOUNT");
         printf("real: %s\nBLAS: %s (CPU backend)\nCUDA backend: %s\n", REAL_NAME, backend_cpu_blas(),

@@ -247,6 +247,8 @@ typedef struct Ops {
     void (*zero_rows)(Backend *, Tensor g, Tensor mark);
 } Ops;
 
+/* Where a backend's tensors live: host memory or a device's (the communicators
+ * move host buffers with MPI and device buffers with NCCL). */
 enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 };
 
 /* Compute precision of a backend's matrix products (gemm, gemm_grouped,
@@ -256,10 +258,26 @@ enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 };
  * f32 accumulation and output. The CPU computes in FP32 only. */
 enum { PRECISION_FP32 = 0, PRECISION_TF32 = 1, PRECISION_BF16 = 2 };
 
+/* A family of backends in the registry. core names none: the program registers
+ * the families it was built with before its first backend_create (the tools:
+ * src/tools/backends.c), and may register a family it knows but lacks, with
+ * create NULL and a hint, so that asking for it says how to get it. */
+typedef struct BackendReg {
+    const char *name;  /* the spec: "cpu", or "cuda" for "cuda:N" */
+    const char *title; /* in messages: "CPU", "CUDA" */
+    int indexed;       /* the spec carries a device index (name:N) */
+    const char *hint;  /* create == NULL: how to get a build that has it */
+    Backend *(*create)(int device, int threads); /* device -1 unless indexed */
+    void (*destroy)(Backend *be);
+    int (*device_count)(void);          /* indexed families: devices visible */
+    int (*capability)(const Backend *); /* NULL: computes in fp32 only; else major * 10 + minor */
+} BackendReg;
+
 struct Backend {
     const Ops *ops;
-    int kind;
-    char name[32]; /* "cpu" or "cuda:0" */
+    const BackendReg *reg; /* the family that made it */
+    int kind;              /* BACKEND_CPU or BACKEND_CUDA */
+    char name[32];         /* "cpu" or "cuda:0" */
     int threads;
     int device;
     int precision; /* PRECISION_*: FP32 when created, see backend_set_precision */
@@ -268,7 +286,16 @@ struct Backend {
     size_t n_allocs, bytes_live, bytes_peak;
 };
 
-/* spec: "cpu" or "cuda:N". threads: CPU threads (0 = all cores). */
+/* Adds a family (or replaces the one of the same name); reg must outlive every
+ * backend it makes. At most 8 families. */
+void backend_register(const BackendReg *reg);
+/* The registered family of that name, or NULL. */
+const BackendReg *backend_family(const char *name);
+/* Devices the family sees; -1 when it is not in this build. */
+int backend_device_count(const char *name);
+/* spec: a family's name, "name:N" for an indexed one ("cpu", "cuda:0"); NULL =
+ * the first family registered. threads: CPU threads (0 = all cores). An unknown family, or one this
+ * build lacks, exits with EXIT_USAGE naming the spec. */
 Backend *backend_create(const char *spec, int threads);
 void backend_destroy(Backend *be);
 /* --precision: "fp32", "tf32", "bf16" or "auto" (bf16 on GPUs of compute
@@ -278,16 +305,11 @@ void backend_destroy(Backend *be);
 void backend_set_precision(Backend *be, const char *name);
 void backend_note_alloc(Backend *be, size_t bytes);
 void backend_note_free(Backend *be, size_t bytes);
-/* Whether the CUDA backend was compiled in, and how many devices it sees. */
-int backend_cuda_available(void);
-/* The CPU backend's matrix-product library, for --build-info. */
-const char *backend_cpu_blas(void);
 
 /* Calling convention: OP(be, gemm, 0, 1, 1.0, A, B, 0.0, C). */
 #define OP(be, name, ...) ((be)->ops->name((be), __VA_ARGS__))
 
 /* Small helpers over the table. */
-void *be_alloc(Backend *be, size_t bytes, const char *what);
 Tensor be_tensor(Backend *be, DType dt, int64_t b, int64_t r, int64_t c, const char *what);
 void be_free_tensor(Backend *be, Tensor *t);
 void be_upload_tensor(Backend *be, Tensor t, const void *host); /* t contiguous */

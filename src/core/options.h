@@ -34,7 +34,9 @@ enum { TOOL_TRAIN = 1u, TOOL_EVAL = 2u, TOOL_TRANSLATE = 4u, TOOL_ALL = 7u };
 /* "moe-train", "moe-eval", "moe-translate" ("moe" for a mask of several). */
 const char *options_tool_name(unsigned tool);
 
-typedef enum { OPT_BOOL, OPT_INT, OPT_FLOAT, OPT_STRING, OPT_ENUM, OPT_LIST } OptType;
+/* OPT_ENUM_SEQ: one text of comma-separated items, each one of the choices
+ * ("lstm,moe,lstm"), read with cfg_str; the option's own module parses the items. */
+typedef enum { OPT_BOOL, OPT_INT, OPT_FLOAT, OPT_STRING, OPT_ENUM, OPT_LIST, OPT_ENUM_SEQ } OptType;
 
 typedef enum {
     GRP_GENERAL,
@@ -66,7 +68,7 @@ typedef struct OptDef {
     unsigned tools;       /* TOOL_* mask; one name may have several entries with
                              disjoint masks (e.g. per-tool defaults of mini-batch) */
     const char *def;      /* default as text; lists: space-separated items */
-    const char *choices;  /* OPT_ENUM, or OPT_LIST of OPT_ENUM: "a|b|c" ("" may be one) */
+    const char *choices;  /* OPT_ENUM, OPT_ENUM_SEQ, or OPT_LIST of OPT_ENUM: "a|b|c" ("" may be one) */
     OptType elem;         /* OPT_LIST items: OPT_INT, OPT_FLOAT, OPT_ENUM; left 0: strings */
     int count;            /* OPT_LIST: exact number of items when not empty; 0 = any */
     const char *implicit; /* value when given bare on the command line (bools: "true") */
@@ -86,6 +88,10 @@ const OptDef *options_find_alias(unsigned tool, char alias);
  * (did you mean '--dim-emb'?)" or "'--beam-size' is not an option of moe-train (only
  * of moe-eval, moe-translate)"; cli = 0 writes names as recipe keys ('dim-embb'). */
 void options_unknown_message(unsigned tool, const char *name, int cli, char *buf, size_t n);
+/* The type of an OPT_LIST's items (OPT_STRING when OptDef.elem is left 0). */
+OptType options_item_type(const OptDef *d);
+/* Choices for messages and --help, without the empty one: "full|minimal". */
+const char *options_choices_text(const char *choices, char *buf, size_t n);
 /* Check the table's consistency for every tool (unique names and aliases per tool,
  * defaults that parse, enum defaults among the choices). 0, or -1 with a message. */
 int options_table_check(char *err, size_t errlen);
@@ -116,7 +122,7 @@ int cfg_set_list(Config *cfg, const char *name, const char *const *items, size_t
 int cfg_bool(const Config *cfg, const char *name);
 int64_t cfg_int(const Config *cfg, const char *name);
 double cfg_float(const Config *cfg, const char *name);
-const char *cfg_str(const Config *cfg, const char *name); /* string and enum */
+const char *cfg_str(const Config *cfg, const char *name); /* string, enum and enum sequence */
 /* Lists: the items as text (every list), or parsed (lists of ints / floats). */
 const char *const *cfg_list(const Config *cfg, const char *name, size_t *n);
 const int64_t *cfg_list_int(const Config *cfg, const char *name, size_t *n);
@@ -173,8 +179,6 @@ typedef struct After {
     int64_t epochs, updates, tokens; /* tokens = target tokens (labels) */
 } After;
 int options_parse_after(const char *s, After *out, char *err, size_t errlen);
-/* OptCheck for --layers: a comma-separated stack of "lstm" and "moe". */
-int options_check_layers(const char *s, char *err, size_t errlen);
 int options_check_after(const char *s, char *err, size_t errlen);
 /* A per-site dropout rate: empty (inherit --dropout) or a number in [0, 1). */
 int options_check_rate(const char *s, char *err, size_t errlen);

@@ -3,6 +3,7 @@
 #include <omp.h>
 #include <stdlib.h>
 
+#include "cpu/backend.h"
 #include "cpu/cpu.h"
 
 /* Each allocation carries a header with its size, for accounting. */
@@ -198,7 +199,8 @@ static const Ops cpu_ops = {
     .zero_rows = cpu_zero_rows,
 };
 
-Backend *backend_cpu_create(int threads) {
+static Backend *cpu_create(int device, int threads) {
+    (void)device;
     CHECK_ARG(threads >= 0 && threads <= 1024, "--cpu-threads %d out of range (0 = all cores)", threads);
     Backend *be = xcalloc(1, sizeof *be, "backend");
     be->ops = &cpu_ops;
@@ -212,9 +214,11 @@ Backend *backend_cpu_create(int threads) {
     return be;
 }
 
-void backend_cpu_destroy(Backend *be) {
+static void cpu_destroy(Backend *be) {
     CpuImpl *im = be->impl;
     cpu_free(be, im->scratch);
     free(im);
     free(be);
 }
+
+const BackendReg backend_cpu_reg = {.name = "cpu", .title = "CPU", .create = cpu_create, .destroy = cpu_destroy};

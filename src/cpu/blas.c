@@ -7,6 +7,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include "cpu/backend.h"
 #include "cpu/cpu.h"
 
 #if defined(MOE_HAVE_DNNL) && !defined(MOE_REAL_DOUBLE)

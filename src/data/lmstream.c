@@ -9,14 +9,56 @@
 #include "core/check.h"
 #include "data/lmbatch.h"
 
+/* ---- the cursor both iterators share: batch k of nb, in order ------------------------ */
+
+/* The first member of StreamIter and EvalIter: save, restore, seek and the
+ * start of describe work on it alone. */
+typedef struct {
+    int64_t nb, k;
+    uint64_t fp;
+} SeqPos;
+
+static void seq_save(const LmIter *it, LmCursor *c) {
+    const SeqPos *s = it->self;
+    c->epoch = it->epoch;
+    c->batch = s->k;
+    c->fingerprint = (int64_t)s->fp;
+}
+
+static int seq_restore(LmIter *it, const LmCursor *c, char *err, size_t errlen) {
+    SeqPos *s = it->self;
+    if (lm_check_fingerprint(c, s->fp, err, errlen)) return -1;
+    if (c->batch > s->nb) {
+        errf(err, errlen, "data cursor batch %lld is past the last batch %lld", (long long)c->batch, (long long)s->nb);
+        return -1;
+    }
+    it->epoch = c->epoch;
+    s->k = c->batch;
+    return 0;
+}
+
+static void seq_seek(LmIter *it, int64_t epoch) {
+    SeqPos *s = it->self;
+    it->epoch = epoch;
+    s->k = 0;
+}
+
+/* "kind K | epoch E | batch k/nb"; returns the length written (the caller appends). */
+static size_t seq_describe(const LmIter *it, const char *kind, char *buf, size_t n) {
+    const SeqPos *s = it->self;
+    int w = snprintf(buf, n, "kind %s | epoch %lld | batch %lld/%lld", kind, (long long)it->epoch + 1, (long long)s->k,
+                     (long long)s->nb);
+    return w < 0 ? 0 : (size_t)w < n ? (size_t)w : n;
+}
+
 /* ---- one continuous stream (PTB) --------------------------------------------------- */
 
 typedef struct {
+    SeqPos pos; /* first */
     const LmCorpus *c;
     int T, B;
-    int64_t N, L, nb, k;
+    int64_t N, L;
     int32_t *tmp;
-    uint64_t fp;
 } StreamIter;
 
 /* Sentence holding token p of the stream "s0 </S> s1 </S> ...", where
@@ -34,12 +76,12 @@ static int64_t stream_locate(const LmCorpus *c, int64_t p, int64_t *q) {
 
 static int stream_next(LmIter *it, LmBatch *b) {
     StreamIter *s = it->self;
-    if (s->k >= s->nb) {
+    if (s->pos.k >= s->pos.nb) {
         it->epoch++;
-        s->k = 0;
+        s->pos.k = 0;
         return LM_EPOCH_END;
     }
-    int64_t t0 = s->k * s->T, steps = s->L - 1 - t0 < s->T ? s->L - 1 - t0 : s->T;
+    int64_t t0 = s->pos.k * s->T, steps = s->L - 1 - t0 < s->T ? s->L - 1 - t0 : s->T;
     int B = s->B;
     lm_batchbuf_reserve(&it->buf, (size_t)(steps * B), (size_t)B);
     int64_t unk = 0, eos = 0;
@@ -69,43 +111,18 @@ static int stream_next(LmIter *it, LmBatch *b) {
     b->tgt = it->buf.tgt;
     b->len = it->buf.len;
     b->ntok = steps * B;
-    b->carry = s->k > 0;
-    s->k++;
+    b->carry = s->pos.k > 0;
+    s->pos.k++;
     it->stats.sentences += eos;
     it->stats.tokens += steps * B;
     it->stats.unk += unk;
     return LM_BATCH;
 }
 
-static void stream_save(const LmIter *it, LmCursor *c) {
-    const StreamIter *s = it->self;
-    c->epoch = it->epoch;
-    c->batch = s->k;
-    c->fingerprint = (int64_t)s->fp;
-}
-
-static int stream_restore(LmIter *it, const LmCursor *c, char *err, size_t errlen) {
-    StreamIter *s = it->self;
-    if (lm_check_fingerprint(c, s->fp, err, errlen)) return -1;
-    if (c->batch > s->nb) {
-        errf(err, errlen, "data cursor batch %lld is past the last batch %lld", (long long)c->batch, (long long)s->nb);
-        return -1;
-    }
-    it->epoch = c->epoch;
-    s->k = c->batch;
-    return 0;
-}
-
-static void stream_seek(LmIter *it, int64_t epoch) {
-    StreamIter *s = it->self;
-    it->epoch = epoch;
-    s->k = 0;
-}
-
 static void stream_describe(const LmIter *it, char *buf, size_t n) {
     const StreamIter *s = it->self;
-    snprintf(buf, n, "kind stream | epoch %lld | batch %lld/%lld | streams %d | bptt %d", (long long)it->epoch + 1,
-             (long long)s->k, (long long)s->nb, s->B, s->T);
+    size_t w = seq_describe(it, "stream", buf, n);
+    snprintf(buf + w, n - w, " | streams %d | bptt %d", s->B, s->T);
 }
 
 static size_t stream_mem(const LmIter *it) {
@@ -119,8 +136,8 @@ static void stream_destroy(LmIter *it) {
     free(s);
 }
 
-static const LmIterOps STREAM_OPS = {stream_next,     stream_save, stream_restore, stream_seek,
-                                     stream_describe, stream_mem,  stream_destroy};
+static const LmIterOps STREAM_OPS = {stream_next,     seq_save,   seq_restore,   seq_seek,
+                                     stream_describe, stream_mem, stream_destroy};
 
 int lm_iter_stream(LmIter **out, const LmCorpus *c, int T, int B, char *err, size_t errlen) {
     *out = NULL;
@@ -139,12 +156,12 @@ int lm_iter_stream(LmIter **out, const LmCorpus *c, int T, int B, char *err, siz
     s->B = B;
     s->N = N;
     s->L = L;
-    s->nb = (L - 1 + T - 1) / T;
+    s->pos.nb = (L - 1 + T - 1) / T;
     s->tmp = xmalloc((size_t)(T + 1) * sizeof *s->tmp, "a stream buffer");
     uint64_t h = lm_hash_mix(LM_ITER_STREAM, (uint64_t)lm_corpus_sentences(c));
     h = lm_hash_mix(h, (uint64_t)lm_corpus_words(c));
     h = lm_hash_mix(h, (uint64_t)T);
-    s->fp = lm_hash_mix(h, (uint64_t)B);
+    s->pos.fp = lm_hash_mix(h, (uint64_t)B);
     *out = lm_iter_new(&STREAM_OPS, s, LM_ITER_STREAM);
     return 0;
 }
@@ -152,56 +169,31 @@ int lm_iter_stream(LmIter **out, const LmCorpus *c, int T, int B, char *err, siz
 /* ---- sentence-level evaluation: file order, B sentences a batch -------------------- */
 
 typedef struct {
+    SeqPos pos; /* first */
     const LmCorpus *c;
     int B;
-    int64_t max_len, nb, k;
+    int64_t max_len;
     int64_t *idx;
-    uint64_t fp;
 } EvalIter;
 
 static int eval_next(LmIter *it, LmBatch *b) {
     EvalIter *s = it->self;
-    if (s->k >= s->nb) {
+    if (s->pos.k >= s->pos.nb) {
         it->epoch++;
-        s->k = 0;
+        s->pos.k = 0;
         return LM_EPOCH_END;
     }
-    int64_t lo = s->k * s->B, n = lm_corpus_sentences(s->c) - lo < s->B ? lm_corpus_sentences(s->c) - lo : s->B;
+    int64_t lo = s->pos.k * s->B, n = lm_corpus_sentences(s->c) - lo < s->B ? lm_corpus_sentences(s->c) - lo : s->B;
     for (int64_t j = 0; j < n; j++) s->idx[j] = lo + j;
     lm_fill_sentences(&it->buf, b, s->c, s->idx, n, s->max_len, &it->stats);
-    s->k++;
+    s->pos.k++;
     return LM_BATCH;
-}
-
-static void eval_save(const LmIter *it, LmCursor *c) {
-    const EvalIter *s = it->self;
-    c->epoch = it->epoch;
-    c->batch = s->k;
-    c->fingerprint = (int64_t)s->fp;
-}
-
-static int eval_restore(LmIter *it, const LmCursor *c, char *err, size_t errlen) {
-    EvalIter *s = it->self;
-    if (lm_check_fingerprint(c, s->fp, err, errlen)) return -1;
-    if (c->batch > s->nb) {
-        errf(err, errlen, "data cursor batch %lld is past the last batch %lld", (long long)c->batch, (long long)s->nb);
-        return -1;
-    }
-    it->epoch = c->epoch;
-    s->k = c->batch;
-    return 0;
-}
-
-static void eval_seek(LmIter *it, int64_t epoch) {
-    EvalIter *s = it->self;
-    it->epoch = epoch;
-    s->k = 0;
 }
 
 static void eval_describe(const LmIter *it, char *buf, size_t n) {
     const EvalIter *s = it->self;
-    snprintf(buf, n, "kind eval | epoch %lld | batch %lld/%lld | batch-size %d", (long long)it->epoch + 1,
-             (long long)s->k, (long long)s->nb, s->B);
+    size_t w = seq_describe(it, "eval", buf, n);
+    snprintf(buf + w, n - w, " | batch-size %d", s->B);
 }
 
 static size_t eval_mem(const LmIter *it) {
@@ -215,7 +207,7 @@ static void eval_destroy(LmIter *it) {
     free(s);
 }
 
-static const LmIterOps EVAL_OPS = {eval_next, eval_save, eval_restore, eval_seek, eval_describe, eval_mem, eval_destroy};
+static const LmIterOps EVAL_OPS = {eval_next, seq_save, seq_restore, seq_seek, eval_describe, eval_mem, eval_destroy};
 
 int lm_iter_eval(LmIter **out, const LmCorpus *c, int B, int64_t max_len, char *err, size_t errlen) {
     *out = NULL;
@@ -231,12 +223,12 @@ int lm_iter_eval(LmIter **out, const LmCorpus *c, int B, int64_t max_len, char *
     s->c = c;
     s->B = B;
     s->max_len = max_len;
-    s->nb = (lm_corpus_sentences(c) + B - 1) / B;
+    s->pos.nb = (lm_corpus_sentences(c) + B - 1) / B;
     s->idx = xmalloc((size_t)B * sizeof *s->idx, "an evaluation batch");
     uint64_t h = lm_hash_mix(LM_ITER_EVAL, (uint64_t)lm_corpus_sentences(c));
     h = lm_hash_mix(h, (uint64_t)lm_corpus_words(c));
     h = lm_hash_mix(h, (uint64_t)B);
-    s->fp = lm_hash_mix(h, (uint64_t)max_len);
+    s->pos.fp = lm_hash_mix(h, (uint64_t)max_len);
     *out = lm_iter_new(&EVAL_OPS, s, LM_ITER_EVAL);
     return 0;
 }

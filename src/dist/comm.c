@@ -56,9 +56,10 @@ int comm_launched_by_mpi(void) {
 
 int comm_is_distributed(const Comm *c) { return c && c->ops != &single_ops; }
 
-/* In the CUDA library, when it is built and linked (cuda/comm_nccl.cu). */
-Comm *comm_nccl_create(Backend *be, Comm *boot, const char *file, int world, int rank) __attribute__((weak));
-int comm_nccl_available(void) { return comm_nccl_create != NULL; }
+/* cuda/comm_nccl.cu's comm_nccl_create, when the program registered it. */
+static CommNcclCreate *g_nccl_create;
+void comm_register_nccl(CommNcclCreate *create) { g_nccl_create = create; }
+int comm_nccl_available(void) { return g_nccl_create != NULL; }
 
 Comm *comm_create(const char *rendezvous, int64_t world, int64_t rank, Backend *be) {
     int gpu = be && be->kind == BACKEND_CUDA;
@@ -72,7 +73,7 @@ Comm *comm_create(const char *rendezvous, int64_t world, int64_t rank, Backend *
         if (!comm_nccl_available())
             FATAL_HINT(EXIT_USAGE, "rebuild where nvcc and NCCL are found",
                        "--rendezvous: this build has no NCCL communicator");
-        return comm_nccl_create(be, NULL, rendezvous + 5, (int)world, (int)rank);
+        return g_nccl_create(be, NULL, rendezvous + 5, (int)world, (int)rank);
     }
     if (comm_launched_by_mpi()) {
         if (!comm_mpi_available())
@@ -83,7 +84,7 @@ Comm *comm_create(const char *rendezvous, int64_t world, int64_t rank, Backend *
         if (!comm_nccl_available())
             FATAL_HINT(EXIT_USAGE, "rebuild where nvcc and NCCL are found, or train on the CPU (--devices cpu)",
                        "GPU processes under mpirun need NCCL, and this build has none");
-        return comm_nccl_create(be, m, NULL, 0, 0);
+        return g_nccl_create(be, m, NULL, 0, 0);
     }
     if (world > 1)
         FATAL_HINT(EXIT_USAGE, "launch with mpirun -np N, or add --rendezvous file:PATH and --rank R to each process",

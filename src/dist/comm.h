@@ -87,8 +87,13 @@ int comm_launched_by_mpi(void);
 /* The implementations (comm.c, comm_mpi.c, cuda/comm_nccl.cu). */
 Comm *comm_single(void);
 Comm *comm_mpi_create(void);
-/* boot: the MPI communicator that shares the NCCL id (world and rank from
- * it; destroyed with the result), or NULL for the file rendezvous at file. */
+/* The NCCL communicator sits above dist (in the CUDA library): a program built
+ * with it registers it before comm_create (src/tools/backends.c); without,
+ * comm_nccl_available() is 0. boot: the MPI communicator that shares the NCCL
+ * id (world and rank from it; destroyed with the result), or NULL for the file
+ * rendezvous at file. */
+typedef Comm *CommNcclCreate(Backend *be, Comm *boot, const char *file, int world, int rank);
 Comm *comm_nccl_create(Backend *be, Comm *boot, const char *file, int world, int rank);
+void comm_register_nccl(CommNcclCreate *create);
 
 #endif

@@ -31,7 +31,10 @@ MoeConfig moe_config_default(int64_t dim, int experts, int k) {
 const char *moe_config_error(const MoeConfig *c) {
     static char msg[200];
     if (c->dim <= 0 || c->hidden <= 0) return "expert sizes must be positive";
-    if (c->hidden_layers < 1 || c->hidden_layers > MOE_MAX_HIDDEN) return "--moe-expert-layers must be in [1, 8]";
+    if (c->hidden_layers < 1 || c->hidden_layers > MOE_MAX_HIDDEN) {
+        snprintf(msg, sizeof msg, "--moe-expert-layers %d must be in [1, %d]", c->hidden_layers, MOE_MAX_HIDDEN);
+        return msg;
+    }
     if (c->experts < 1) return "--moe-expert-count must be at least 1";
     if (c->experts == 1) return c->groups ? "a single expert cannot be hierarchical" : NULL;
     if (c->gating == MOE_GATE_NONE) return "several experts need a gate";

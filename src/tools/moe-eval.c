@@ -23,6 +23,7 @@
 #include "text/bleu.h"
 #include "text/chrf.h"
 #include "text/utf8.h"
+#include "tools/backends.h"
 
 #define IMPL "moe-eval-" MOE_VERSION
 
@@ -292,6 +293,7 @@ static int eval_translate(const Config *cfg) {
 
 int main(int argc, char **argv) {
     threads_wait_policy(argv); /* may restart the program (core/threads.h) */
+    backends_register_builtin();
     Config *cfg = options_init(TOOL_EVAL, argc, argv);
     if (session_info(cfg, "moe-eval")) {
         cfg_free(cfg); /* LeakSanitizer: --version, --build-info */

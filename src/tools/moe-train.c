@@ -8,6 +8,7 @@
 #include "app/session.h"
 #include "core/check.h"
 #include "core/threads.h"
+#include "tools/backends.h"
 #include "train/plan.h"
 #include "train/trainer.h"
 
@@ -25,6 +26,7 @@ static int plan(const Config *cfg) {
 
 int main(int argc, char **argv) {
     threads_wait_policy(argv); /* may restart the program (core/threads.h) */
+    backends_register_builtin();
     session_block_signals();  /* before any thread starts: see train/session.c */
     Config *cfg = options_init(TOOL_TRAIN, argc, argv);
     if (session_info(cfg, "moe-train")) {

@@ -24,6 +24,7 @@
 #include "core/threads.h"
 #include "decode/translate.h"
 #include "model/s2s_file.h"
+#include "tools/backends.h"
 
 static FILE *out_open(const char *path) {
     if (!strcmp(path, "-")) return stdout;
@@ -103,6 +104,7 @@ static void emit(FILE *f, const TransOut *o, int64_t id, int nbest) {
 
 int main(int argc, char **argv) {
     threads_wait_policy(argv); /* may restart the program (core/threads.h) */
+    backends_register_builtin();
     Config *cfg = options_init(TOOL_TRANSLATE, argc, argv);
     if (session_info(cfg, "moe-translate")) {
         cfg_free(cfg); /* LeakSanitizer: --version, --build-info */

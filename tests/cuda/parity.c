@@ -30,6 +30,7 @@
 #include "dist/comm.h"
 #include "model/lm.h"
 #include "nn/moe.h"
+#include "tools/backends.h"
 #include <unistd.h>
 
 /* The CUDA backend's own entry points: referencing them links the backend in. */
@@ -1624,9 +1625,6 @@ static void moe_run(int dist, Comm *comm, int groups, float *y, float *dx, float
     arena_destroy(&arena);
 }
 
-/* weak: a build without NCCL (make NCCL=0, or none found) has no comm_nccl.cu */
-#pragma weak comm_nccl_create
-
 static void test_comm(void) {
     if (!comm_nccl_available()) {
         printf("comm: skipped (built without NCCL)\n");
@@ -1635,7 +1633,9 @@ static void test_comm(void) {
     char path[64];
     snprintf(path, sizeof path, "/tmp/moe-parity-rendezvous.%ld", (long)getpid());
     unlink(path);
-    Comm *c = comm_nccl_create(GPU, NULL, path, 1, 0);
+    char rendezvous[80];
+    snprintf(rendezvous, sizeof rendezvous, "file:%s", path);
+    Comm *c = comm_create(rendezvous, 1, 0, GPU); /* the registered NCCL communicator */
     report("comm: file rendezvous removed after joining", (double)(access(path, F_OK) == 0), 0, 1);
     PT a = mat(7, 5), i = pt_new(DT_I32, 1, 1, 9, 0);
     for (int k = 0; k < 9; k++) ((int32_t *)i.cbase)[k] = rndi(100);
@@ -1692,6 +1692,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     filter = argc > 1 ? argv[1] : NULL;
+    backends_register_builtin();
     int ndev = backend_cuda_device_count();
     if (ndev <= 0) {
         /* without a GPU, asking for one must fail cleanly with one line */

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Usage errors exit 2 with one line naming the option, recipe file, line and key;
-# --help, --version and --dump-config work; a dumped config loads back unchanged.
+# --help, --version and --dump-config work; a dumped config loads back unchanged. A GPU asked
+# of a build without the CUDA backend, or of one without a GPU, is refused the same way (the
+# backend registry, core/ops.h), and so is bf16 on the CPU.
 . "$(dirname "$0")/common.bash"
+. "$ROOT/tests/e2e/tiny.bash"
 expect 2 "unknown option '--dim-embb' \(did you mean '--dim-emb'\?\)" "$BIN/moe-train" --dim-embb 3
 expect 2 "'--n-best' is not an option of moe-train" "$BIN/moe-train" --n-best
 expect 2 "option '--dim-emb' expects an integer, got 'x'" "$BIN/moe-train" --dim-emb x
@@ -15,6 +18,17 @@ printf 'moe-groups: 3\nmoe-expert-count: 10\n' >groups.yml
 kjv_lm valid 100 >train.txt
 expect 2 "--moe-groups 3 must be >= 2 and divide --moe-expert-count 10" \
     "$BIN/moe-train" -c groups.yml --train-sets train.txt --model g.bin --quiet
+case "$("$BIN/moe-train" --build-info | sed -n 's/^CUDA backend: //p')" in
+"not built")
+    expect 2 "device 'cuda:0' requested but this build has no CUDA backend" "$BIN/moe-translate" -m none.bin --devices 0
+    grep -q "hint: rebuild with nvcc on PATH, or use --cpu-threads N" err.txt || fail "no hint: $(cat err.txt)" ;;
+"built, no GPU visible")
+    expect 2 "cuda:0 requested but no GPU is usable" "$BIN/moe-translate" -m none.bin --devices 0 ;;
+"built") ;;
+*) fail "--build-info does not say whether the CUDA backend is built" ;;
+esac
+one_line "^moe-translate: error: .*cuda:0'? requested but "
+expect 2 "--precision bf16: the CPU computes in fp32" "$BIN/moe-translate" -m none.bin --devices cpu --precision bf16
 "$BIN/moe-train" --help >help.txt || fail "--help"
 grep -q -- "--moe-top-k" help.txt || fail "--help lacks --moe-top-k"
 "$BIN/moe-eval" --help | grep -q -- "--word-scores" || fail "moe-eval --help"

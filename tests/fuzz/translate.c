@@ -19,6 +19,7 @@
 
 #include "core/ops.h"
 #include "core/params.h"
+#include "cpu/backend.h"
 #include "decode/translate.h"
 #include "fuzz_util.h"
 #include "text/utf8.h"
@@ -75,6 +76,7 @@ static void build_spm(void) {
 }
 
 static void build_model(void) {
+    backend_register(&backend_cpu_reg);
     g_be = backend_create("cpu", 1);
     params_init(&g_ps, g_be);
     S2sConfig cfg = {.vocab = spm_vocab_size(g_spm), .dim = 8, .rnn = 8, .proj = 0, .enc_depth = 2, .dec_depth = 2,

@@ -313,7 +313,11 @@ static void run_bleu(const char *name) {
     assert_int_equal(sc.ref_len, s->ref_len);
 
     char sig[256], line[1024];
-    bleu_signature(&o, bleu_nrefs(b), IMPL, sig, sizeof sig);
+    /* the signature from the options the accumulator keeps, as a library user with only b writes it */
+    assert_ptr_not_equal(bleu_options(b), &o);
+    assert_int_equal(bleu_options(b)->max_order, N);
+    bleu_signature(bleu_options(b), bleu_nrefs(b), IMPL, sig, sizeof sig);
+    assert_int_equal(bleu_segments(b), k.hyp.n);
     size_t need = bleu_format_text(&sc, sig, 1, line, sizeof line);
     assert_int_equal(need, strlen(line));
     char *text = our_text(get(c, "text"), &o);

@@ -1,5 +1,6 @@
 /* Core: Philox known answers and distributions, the arena (no allocation in
- * steady state), the parameter store, tensor views and their errors. */
+ * steady state), the parameter store, tensor views and their errors, the
+ * backend registry. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -184,11 +185,69 @@ static void test_malformed_inputs(void **state) {
     backend_destroy(be);
 }
 
+/* The registry knows only what was registered (tests/lib registers the CPU):
+ * an indexed family gets its index, destroy goes back to the family that made
+ * the backend, and a family registered as absent says how to get it. */
+static int fake_made, fake_destroyed, fake_device;
+static Backend *fake_create(int device, int threads) {
+    (void)threads;
+    Backend *cpu = backend_create("cpu", 1); /* borrow the CPU's ops */
+    fake_made++;
+    fake_device = device;
+    snprintf(cpu->name, sizeof cpu->name, "fake:%d", device);
+    cpu->device = device;
+    return cpu;
+}
+static void fake_destroy(Backend *be) {
+    fake_destroyed++;
+    be->reg = backend_family("cpu");
+    backend_destroy(be);
+}
+static int fake_count(void) { return 3; }
+static int fake_cap(const Backend *be) { return be->device == 7 ? 75 : 90; }
+
+static void test_backend_registry(void **state) {
+    (void)state;
+    assert_int_equal(backend_device_count("fake"), -1);
+    assert_int_equal(backend_device_count("cpu"), 0);
+    EXPECT_FATAL(backend_create("fake:1", 1), "unknown backend 'fake:1' (expected cpu)");
+    static const BackendReg absent = {.name = "fake", .title = "Fake", .indexed = 1, .hint = "build it"};
+    backend_register(&absent);
+    assert_int_equal(backend_device_count("fake"), -1);
+    EXPECT_FATAL(backend_create("fake:1", 1), "device 'fake:1' requested but this build has no Fake backend");
+    EXPECT_FATAL(backend_create("fake", 1), "unknown backend 'fake' (expected cpu or fake:N)");
+    static const BackendReg real = {.name = "fake", .title = "Fake", .indexed = 1, .create = fake_create,
+                                    .destroy = fake_destroy, .device_count = fake_count, .capability = fake_cap};
+    backend_register(&real); /* replaces the absent entry */
+    assert_int_equal(backend_device_count("fake"), 3);
+    EXPECT_FATAL(backend_create("fake:x", 1), "bad device 'fake:x'");
+    EXPECT_FATAL(backend_create("fake:-1", 1), "bad device 'fake:-1'");
+    EXPECT_FATAL(backend_create("cpu:0", 1), "unknown backend 'cpu:0'");
+    Backend *be = backend_create("fake:7", 1);
+    assert_int_equal(fake_made, 1);
+    assert_int_equal(fake_device, 7);
+    assert_ptr_equal(be->reg, &real);
+    backend_set_precision(be, "auto"); /* capability 7.5: fp32 */
+    assert_int_equal(be->precision, PRECISION_FP32);
+    assert_string_equal(be->name, "fake:7 (fp32 products)");
+    EXPECT_FATAL(backend_set_precision(be, "bf16"), "compute capability 7.5; bf16 products need 8.0");
+    backend_destroy(be);
+    assert_int_equal(fake_destroyed, 1);
+    be = backend_create("fake:0", 1);
+    backend_set_precision(be, "auto"); /* capability 9.0: bf16 */
+    assert_int_equal(be->precision, PRECISION_BF16);
+    backend_destroy(be);
+    Backend *cpu = backend_create(NULL, 1);
+    assert_ptr_equal(cpu->reg, backend_family("cpu"));
+    EXPECT_FATAL(backend_set_precision(cpu, "tf32"), "--precision tf32: the CPU computes in fp32");
+    backend_destroy(cpu);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_philox_known_answers), cmocka_unit_test(test_philox_distributions),
         cmocka_unit_test(test_arena_steady_state),   cmocka_unit_test(test_params),
-        cmocka_unit_test(test_malformed_inputs),
+        cmocka_unit_test(test_malformed_inputs),     cmocka_unit_test(test_backend_registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -474,6 +474,14 @@ static void test_eval_sentences(void **state) {
     Record r = record(it, 120);
     check_resume(fresh, &r, 30, 60);
     check_resume(fresh, &r, 53, 60);
+    char line[256];
+    lm_describe(it, line, sizeof line);
+    expect_msg(line, "kind eval | epoch ");
+    expect_msg(line, "/19 | batch-size 64");
+    LmCursor past = r.cur[3];
+    past.batch = 20;
+    assert_int_equal(lm_restore(fresh, &past, err, sizeof err), -1);
+    expect_msg(err, "data cursor batch 20 is past the last batch 19");
     record_free(&r);
     lm_iter_free(it), lm_iter_free(fresh);
     /* with a length cap */

@@ -1,6 +1,7 @@
 /* MoE properties (float build): the smooth load estimate against Monte-Carlo
- * counts, uniform routing from zero-initialised gates, determinism, and clear
- * errors for malformed configurations and shapes. */
+ * counts, uniform routing from zero-initialised gates, determinism, the
+ * parameter count against what moe_init registers, and clear errors for
+ * malformed configurations and shapes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -219,6 +220,12 @@ static void bad_k(void) {
     Moe m;
     moe_init(&m, &ps, "moe", &cfg);
 }
+static void bad_layers(void) {
+    MoeConfig cfg = moe_config_default(4, 4, 2);
+    cfg.hidden_layers = MOE_MAX_HIDDEN + 1;
+    Moe m;
+    moe_init(&m, &ps, "moe", &cfg);
+}
 /* static: the FATAL jumps out of bad_shape, test_errors frees them */
 static Tensor bad_x, bad_y;
 static void bad_shape(void) {
@@ -237,10 +244,43 @@ static void test_errors(void **state) {
     env_up();
     expect_error(bad_groups, "must be >= 2 and divide --moe-expert-count 10");
     expect_error(bad_k, "--moe-top-k 5 must be in [1, 4]");
+    char want[64];
+    snprintf(want, sizeof want, "--moe-expert-layers %d must be in [1, %d]", MOE_MAX_HIDDEN + 1, MOE_MAX_HIDDEN);
+    expect_error(bad_layers, want);
     expect_error(bad_shape, "x is 5x3");
     be_free_tensor(be, &bad_x);
     be_free_tensor(be, &bad_y);
     env_down();
+}
+
+/* moe_param_count (a model's size before building it) is what moe_init registers,
+ * for every gating, hierarchy and expert depth. */
+static void test_param_count(void **state) {
+    (void)state;
+    struct {
+        int experts, k, groups, layers;
+        MoeGating gating;
+    } cases[] = {
+        {1, 1, 0, 1, MOE_GATE_NONE},      {8, 2, 0, 1, MOE_GATE_NOISY_TOPK}, {8, 2, 2, 1, MOE_GATE_NOISY_TOPK},
+        {8, 2, 0, 3, MOE_GATE_BATCHWISE}, {8, 2, 4, 2, MOE_GATE_BATCHWISE},  {6, 6, 0, 1, MOE_GATE_SOFTMAX},
+        {6, 1, 0, 2, MOE_GATE_SWITCH},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        env_up();
+        MoeConfig cfg = moe_config_default(5, cases[i].experts, cases[i].k);
+        cfg.hidden = 7;
+        cfg.groups = cases[i].groups;
+        cfg.hidden_layers = cases[i].layers;
+        cfg.gating = cases[i].gating;
+        Moe m;
+        moe_init(&m, &ps, "moe", &cfg);
+        if (ps.total != moe_param_count(&cfg))
+            fail_msg("case %zu (%s, %d experts, %d groups, %d layers): moe_init registers %lld, "
+                     "moe_param_count says %lld",
+                     i, moe_gating_name(cfg.gating), cfg.experts, cfg.groups, cfg.hidden_layers, (long long)ps.total,
+                     (long long)moe_param_count(&cfg));
+        env_down();
+    }
 }
 
 int main(void) {
@@ -249,6 +289,7 @@ int main(void) {
         cmocka_unit_test(test_load_sum_matches_counts),
         cmocka_unit_test(test_zero_gates_route_uniformly),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_param_count),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -228,6 +228,11 @@ static void test_argv_types(void **state) {
     assert_string_equal(cfg_str(c, "optimizer"), "sgd");
     assert_string_equal(cfg_str(c, "after"), "10e,27ku");
     assert_int_equal(cfg_int(c, "shuffle-buffer"), 2000000);
+    assert_string_equal(cfg_str(c, "layers"), "lstm,moe,lstm"); /* an enum sequence reads as its text */
+    assert_true(cfg_is_default(c, "layers"));
+    assert_int_equal(parse(c, "--layers", "moe,lstm,moe,moe", NULL), 0);
+    assert_string_equal(cfg_str(c, "layers"), "moe,lstm,moe,moe");
+    assert_false(cfg_is_default(c, "layers"));
     size_t n;
     const char *const *ts = cfg_list(c, "train-sets", &n);
     assert_int_equal(n, 2);
@@ -373,9 +378,15 @@ static void test_argv_errors(void **state) {
         "option '--after': '10x' needs a number and a unit (e epochs, u updates, t target tokens; e.g. "
         "10e, 27000u, 100Gt, 10e,27ku)",
         "--after", "10x", NULL);
-    expect_error(TOOL_TRAIN,
-                 "option '--layers': layer 'gru' in 'lstm,gru' is not lstm or moe (e.g. lstm,moe,lstm)",
+    /* an enum sequence (--layers): every item is checked against the table's choices */
+    expect_error(TOOL_TRAIN, "option '--layers' expects comma-separated items from lstm|moe, got 'gru' in 'lstm,gru'",
                  "--layers", "lstm,gru", NULL);
+    expect_error(TOOL_TRAIN, "option '--layers' expects comma-separated items from lstm|moe, got 'gru'", "--layers",
+                 "gru", NULL);
+    expect_error(TOOL_TRAIN, "option '--layers' expects comma-separated items from lstm|moe, got '' in 'lstm,,moe'",
+                 "--layers", "lstm,,moe", NULL);
+    expect_error(TOOL_TRAIN, "option '--layers' expects comma-separated items from lstm|moe, got ''", "--layers=",
+                 NULL);
     expect_error(TOOL_TRAIN, "cannot open recipe 'no/such/recipe.yml': No such file or directory", "-c",
                  "no/such/recipe.yml", NULL);
 }
@@ -585,6 +596,8 @@ static void test_help(void **state) {
     assert_null(strstr(h, "\nEvaluation:\n"));
     assert_non_null(strstr(h, "  -o, --optimizer MODE"));
     assert_non_null(strstr(h, "one of: adam|sgd; default: adam"));
+    assert_non_null(strstr(h, "      --layers STACK"));
+    assert_non_null(strstr(h, "(items: lstm|moe; default: lstm,moe,lstm)"));
     assert_non_null(strstr(h, "Aliases are per tool: "));
     assert_non_null(strstr(h, "-o is --output in moe-translate"));
     free(h);
