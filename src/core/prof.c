@@ -9,7 +9,7 @@ static int g_open = -1; /* the part of the open region, or -1 */
 static int g_suspended;
 static double g_t0, g_sum[PROF_N];
 
-static double now_s(void) {
+double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;

@@ -21,6 +21,9 @@ typedef enum {
 
 extern const char *const prof_names[PROF_N];
 
+/* Seconds on the monotonic clock (durations: the profile, checkpoints, throughput). */
+double now_s(void);
+
 /* Turn profiling on for this process (be: the backend to synchronise). */
 void prof_enable(Backend *be);
 int prof_enabled(void);

@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "app/session.h"
 #include "core/check.h"
 #include "core/log.h"
+#include "core/prof.h"
 #include "io/lockfile.h"
 #include "io/model_io.h"
 #include "train/trainer.h"
@@ -237,12 +237,6 @@ static void write_state(Trainer *tr, const char *path) {
         if (!rc) rc = model_write_params(w, &tr->ps, tr->comm, err, sizeof err);
     }
     commit(tr, w, rc, err, sizeof err, 0);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 void checkpoint_save(Trainer *tr, const char *why) {

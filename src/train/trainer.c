@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "app/session.h"
 #include "core/check.h"
@@ -18,12 +17,6 @@
 #include "dist/grad_sync.h"
 #include "train/loadlog.h"
 #include "train/plan.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int is_root(const Trainer *tr) { return comm_rank(tr->comm) == 0; }
 
