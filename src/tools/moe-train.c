@@ -3,13 +3,12 @@
  * Exit codes: 0 done; 1 runtime failure; 2 usage or recipe error; 143 saved
  * after SIGTERM/SIGINT. */
 #include <stdio.h>
-#include <string.h>
 
 #include "core/check.h"
 #include "core/threads.h"
 #include "train/plan.h"
 #include "train/session.h"
-#include "train/trainer.h"
+#include "train/tasks.h"
 
 /* --plan: print what the recipe needs on --world-size processes. */
 static int plan(const Config *cfg) {
@@ -37,7 +36,7 @@ int main(int argc, char **argv) {
         cfg_free(cfg);
         return rc;
     }
-    Task *task = !strcmp(cfg_str(cfg, "type"), "s2s") ? task_s2s_new() : task_lm_new();
+    Task *task = task_new(cfg_str(cfg, "type"));
     int rc = trainer_run(cfg, task);
     cfg_free(cfg);
     return rc;
