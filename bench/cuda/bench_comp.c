@@ -218,8 +218,8 @@ static double time_softmax(Ctx *c, const Softmax *sm, int sampled, int64_t S, in
 void bench_components(Ctx *c, const ModelOps *ops, const void *cfg, const void *net, const BenchConfig *bc, int reps,
                       double *comp) {
     const ModelCommon *mc = model_common(ops, cfg);
-    ModelLayer layers[64];
-    int n = ops->layers(net, layers, 64);
+    ModelLayer layers[MODEL_MAX_LAYERS];
+    int n = ops->layers(net, layers, MODEL_MAX_LAYERS);
     for (int i = 0; i < n; i++) {
         const ModelLayer *L = &layers[i];
         int T = L->source ? bc->S : bc->T, B = bc->B; /* an encoder runs over the source */

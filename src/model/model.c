@@ -25,12 +25,6 @@ const ModelOps *model_ops_find(const char *type) {
     return NULL;
 }
 
-const ModelOps *model_ops_of(const Config *cfg) {
-    const ModelOps *ops = model_ops_find(cfg_str(cfg, "type"));
-    if (!ops) FATAL(EXIT_USAGE, "--type %s: no such model type", cfg_str(cfg, "type"));
-    return ops;
-}
-
 const ModelCommon *model_common(const ModelOps *ops, const void *cfg) {
     return (const ModelCommon *)((const char *)cfg + ops->common_at);
 }
@@ -56,8 +50,8 @@ void model_free(Model *md) {
 }
 
 int model_moe_layers(const ModelOps *ops, const void *net, const Moe **out, int max) {
-    ModelLayer layers[64];
-    int n = ops->layers(net, layers, 64), k = 0;
+    ModelLayer layers[MODEL_MAX_LAYERS];
+    int n = ops->layers(net, layers, MODEL_MAX_LAYERS), k = 0;
     for (int i = 0; i < n && k < max; i++)
         if (layers[i].kind == MODEL_LAYER_MOE) out[k++] = layers[i].moe;
     return k;

@@ -23,7 +23,10 @@
 #include "nn/moe.h"
 #include "nn/softmax.h"
 
-/* A model's layers in forward order, as the benchmark times them. */
+/* A model's layers in forward order, as the benchmark times them; a model
+ * has at most MODEL_MAX_LAYERS. */
+#define MODEL_MAX_LAYERS 64
+
 typedef enum {
     MODEL_LAYER_LSTM,
     MODEL_LAYER_BILSTM,
@@ -87,8 +90,6 @@ typedef struct ModelOps {
 /* The registry: the type named (NULL if none), and every type. */
 const ModelOps *model_ops_find(const char *type);
 const ModelOps *const *model_types(int *n);
-/* model_ops_find(--type); fatal (exit 2) for a type without a model. */
-const ModelOps *model_ops_of(const Config *cfg);
 
 /* A model of any type: its configuration and, once model_init ran, the
  * model (Lm, S2s). */

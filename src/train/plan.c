@@ -87,8 +87,8 @@ int plan_compute(const Config *cfg, int world, double gpu_bytes, int64_t vocab, 
     model_init(&md, &ps, NULL);
     ops->describe(md.cfg, r->model, sizeof r->model);
     r->ops_token = (double)ops->macs_per_token(md.cfg);
-    const Moe *moe[64];
-    r->moe_layers = model_moe_layers(ops, md.net, moe, 64);
+    const Moe *moe[MODEL_MAX_LAYERS];
+    r->moe_layers = model_moe_layers(ops, md.net, moe, MODEL_MAX_LAYERS);
     OptConfig oc;
     trainer_opt_config(cfg, &oc);
     Optimizer opt;

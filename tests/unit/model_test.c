@@ -2,7 +2,7 @@
  * name stored in model files; a type's configuration from the options puts
  * the shared settings where model_common finds them; the layers come in
  * forward order (the MoE layers the trainer logs, the benchmark's
- * components); the stored-architecture check ignores training-only settings
+ * components); moe-train has a task for each type; the stored-architecture check ignores training-only settings
  * and refuses a different network; a model file of another type is refused
  * (exit 2); and the batch rows every model's MoE
  * uses (model/moe_block.h) are right for a padded slice of a batch. */
@@ -24,6 +24,7 @@
 #include "model/model_file.h"
 #include "model/moe_block.h"
 #include "model/s2s.h"
+#include "train/tasks.h"
 
 static void set(Config *c, const char *name, const char *v) {
     char err[256];
@@ -104,7 +105,7 @@ static void test_layers_in_forward_order(void **state) {
     set(c, "dim-attention", "8");
     Model tm;
     params_init(&ps, NULL);
-    assert_null(model_config(&tm, model_ops_of(c), c, 50));
+    assert_null(model_config(&tm, model_ops_find(cfg_str(c, "type")), c, 50));
     assert_ptr_equal(tm.ops, &s2s_model_ops);
     model_init(&tm, &ps, NULL);
     const S2s *s = tm.net;
@@ -124,6 +125,18 @@ static void test_layers_in_forward_order(void **state) {
     params_destroy(&ps);
     model_free(&tm);
     cfg_free(c);
+}
+
+/* moe-train has a task for every model type (train/tasks.c), of that type */
+static void test_every_type_has_a_task(void **state) {
+    (void)state;
+    int n;
+    const ModelOps *const *all = model_types(&n);
+    for (int i = 0; i < n; i++) {
+        Task *t = task_new(all[i]->type);
+        assert_string_equal(t->ops->type, all[i]->type);
+        t->ops->free(t);
+    }
 }
 
 /* ---- the stored-architecture check --------------------------------------------------- */
@@ -255,6 +268,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_layers_in_forward_order),
+        cmocka_unit_test(test_every_type_has_a_task),
         cmocka_unit_test(test_same_architecture),
         cmocka_unit_test(test_rows),
     };
