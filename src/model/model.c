@@ -96,14 +96,13 @@ void *model_stored_vocab(ckpt_reader *r, const char *path, const ModelOps *ops) 
     return v;
 }
 
-/* A stored model must have the architecture the options describe: the
- * settings only training uses may change between runs. */
-static void check_same_architecture(const ModelOps *ops, const void *want, const void *stored, const char *path) {
+/* Whether two configurations describe the same network: the settings only
+ * training uses may change between runs. */
+static int same_architecture(const ModelOps *ops, const void *a, const void *b) {
     unsigned char *x = xmalloc(ops->config_size, "configuration"), *y = xmalloc(ops->config_size, "configuration");
-    memcpy(x, want, ops->config_size);
-    memcpy(y, stored, ops->config_size);
-    ModelCommon *cx = (ModelCommon *)(x + ops->common_at), *cy = (ModelCommon *)(y + ops->common_at);
-    ModelCommon *both[2] = {cx, cy};
+    memcpy(x, a, ops->config_size);
+    memcpy(y, b, ops->config_size);
+    ModelCommon *both[2] = {(ModelCommon *)(x + ops->common_at), (ModelCommon *)(y + ops->common_at)};
     for (int i = 0; i < 2; i++) {
         ModelCommon *c = both[i];
         c->drop = DROPOUTS_ALL(0);
@@ -117,12 +116,7 @@ static void check_same_architecture(const ModelOps *ops, const void *want, const
     int same = memcmp(x, y, ops->config_size) == 0;
     free(x);
     free(y);
-    if (same) return;
-    char da[512], db[512];
-    ops->describe(want, da, sizeof da);
-    ops->describe(stored, db, sizeof db);
-    FATAL_HINT(EXIT_USAGE, "pass --no-reload to start afresh, or another --model",
-               "%s holds a different model (%s) than the options describe (%s)", path, db, da);
+    return same;
 }
 
 void model_setup(Model *md, const ModelOps *ops, const Config *cfg, ckpt_reader *stored, const char *path,
@@ -131,10 +125,15 @@ void model_setup(Model *md, const ModelOps *ops, const Config *cfg, ckpt_reader 
     if (stored) cfg_free(model_stored_config(stored, path, ops, vocab, &old));
     const char *e = model_config(md, ops, cfg, vocab);
     if (e) FATAL(EXIT_USAGE, "%s", e);
-    if (stored) check_same_architecture(ops, md->cfg, old.cfg, path);
-    model_free(&old);
-    char desc[512];
+    char desc[512], was[512];
     ops->describe(md->cfg, desc, sizeof desc);
+    if (stored && !same_architecture(ops, md->cfg, old.cfg)) {
+        ops->describe(old.cfg, was, sizeof was);
+        model_free(&old);
+        FATAL_HINT(EXIT_USAGE, "pass --no-reload to start afresh, or another --model",
+                   "%s holds a different model (%s) than the options describe (%s)", path, was, desc);
+    }
+    model_free(&old);
     log_line("model", "%s", desc);
     model_init(md, ps, net);
     log_line("model",
