@@ -64,7 +64,6 @@ int plan_compute(const Config *cfg, int world, double gpu_bytes, int64_t vocab, 
         snprintf(err, n, "--type %s: no such model type", cfg_str(cfg, "type"));
         return -1;
     }
-    r->type = ops->type;
     int64_t V = vocab > 0 ? vocab : vocab_size_of(cfg, ops, err, n);
     if (V < 0) return -1;
     r->vocab = V;
