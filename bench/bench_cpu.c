@@ -85,11 +85,11 @@ int main(int argc, char **argv) {
 
     /* 2. the LM stack */
     const int64_t V = 100000, S = 8192;
-    LmConfig cfg = {.vocab = V, .dim = 512, .rnn = 512, .proj = 0, .drop = DROPOUTS_ALL(0.1f), .residual = 1,
-                    .sampled = 1, .samples = S, .chunk = 8192};
+    LmConfig cfg = {.vocab = V, .dim = 512, .rnn = 512, .proj = 0, .common = {.drop = DROPOUTS_ALL(0.1f),
+                    .residual = 1, .sampled = 1, .samples = S, .chunk = 8192}};
     lm_parse_layers(&cfg, "lstm,moe,lstm");
-    cfg.moe = moe_config_default(512, 32, 4);
-    cfg.moe.hidden = 1024;
+    cfg.common.moe = moe_config_default(512, 32, 4);
+    cfg.common.moe.hidden = 1024;
     ParamStore ps;
     params_init(&ps, be);
     Lm lm;

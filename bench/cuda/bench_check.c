@@ -24,16 +24,16 @@ static void put_i(ckpt_writer *w, const char *k, int64_t v) { ckpt_put_i64(w, k,
 static void put_f(ckpt_writer *w, const char *k, double v) { ckpt_put_f64(w, k, v); }
 
 static void put_moe(ckpt_writer *w, const MoeConfig *m) {
-    put_i(w, "cfg.moe.experts", m->experts);
-    put_i(w, "cfg.moe.groups", m->groups);
-    put_i(w, "cfg.moe.k", m->k);
-    put_i(w, "cfg.moe.hidden", m->hidden);
-    put_i(w, "cfg.moe.hidden_layers", m->hidden_layers);
-    ckpt_put_str(w, "cfg.moe.gating", gating_name(m->gating));
-    put_f(w, "cfg.moe.w_importance", m->w_importance);
-    put_f(w, "cfg.moe.w_load", m->w_load);
-    put_f(w, "cfg.moe.w_threshold", m->w_threshold);
-    put_f(w, "cfg.moe.noise_eps", m->noise_eps);
+    put_i(w, "cfg.common.moe.experts", m->experts);
+    put_i(w, "cfg.common.moe.groups", m->groups);
+    put_i(w, "cfg.common.moe.k", m->k);
+    put_i(w, "cfg.common.moe.hidden", m->hidden);
+    put_i(w, "cfg.common.moe.hidden_layers", m->hidden_layers);
+    ckpt_put_str(w, "cfg.common.moe.gating", gating_name(m->gating));
+    put_f(w, "cfg.common.moe.w_importance", m->w_importance);
+    put_f(w, "cfg.common.moe.w_load", m->w_load);
+    put_f(w, "cfg.common.moe.w_threshold", m->w_threshold);
+    put_f(w, "cfg.common.moe.noise_eps", m->noise_eps);
 }
 
 static void put_batch(ckpt_writer *w, const char *name, const int32_t *v, int64_t r, int64_t c) {
@@ -91,21 +91,21 @@ typedef struct {
     Arena arena;
     ParamStore ps;
     Ctx ctx;
-} Model;
+} CheckModel;
 
-static void model_begin(Model *m, Backend *be, int train) {
+static void model_begin(CheckModel *m, Backend *be, int train) {
     m->be = be;
     params_init(&m->ps, be);
     arena_init(&m->arena, be, 0, "check activations");
     m->ctx = (Ctx){.be = be, .arena = &m->arena, .ps = &m->ps, .train = train, .seed = 3};
 }
 
-static void model_alloc(Model *m) {
+static void model_alloc(CheckModel *m) {
     params_alloc(&m->ps, NULL, NULL);
     randomize_all(&m->ps);
 }
 
-static void model_end(Model *m) {
+static void model_end(CheckModel *m) {
     arena_destroy(&m->arena);
     params_destroy(&m->ps);
 }
@@ -123,13 +123,13 @@ static ckpt_writer *open_file(const char *dir, const char *family, char *path, s
 static void lm_family(Backend *be, const char *dir, const char *family, const char *layers, int experts, int groups,
                       int k) {
     enum { T = 5, B = 3 };
-    LmConfig cfg = {.vocab = 60, .dim = 16, .rnn = 16, .residual = 1, .chunk = 16};
+    LmConfig cfg = {.vocab = 60, .dim = 16, .rnn = 16, .common = {.residual = 1, .chunk = 16}};
     const char *e = lm_parse_layers(&cfg, layers);
     CHECK(!e, "%s", e);
-    cfg.moe = moe_config_default(16, experts, k);
-    cfg.moe.hidden = 24;
-    cfg.moe.groups = groups;
-    Model m;
+    cfg.common.moe = moe_config_default(16, experts, k);
+    cfg.common.moe.hidden = 24;
+    cfg.common.moe.groups = groups;
+    CheckModel m;
     model_begin(&m, be, 0);
     Lm lm;
     lm_init(&lm, &m.ps, &cfg);
@@ -155,9 +155,9 @@ static void lm_family(Backend *be, const char *dir, const char *family, const ch
     put_i(w, "cfg.rnn", cfg.rnn);
     put_i(w, "cfg.proj", cfg.proj);
     ckpt_put_str(w, "cfg.layers", layers);
-    put_i(w, "cfg.residual", cfg.residual);
-    put_i(w, "cfg.chunk", cfg.chunk);
-    put_moe(w, &cfg.moe);
+    put_i(w, "cfg.common.residual", cfg.common.residual);
+    put_i(w, "cfg.common.chunk", cfg.common.chunk);
+    put_moe(w, &cfg.common.moe);
     put_batch(w, "batch.inp", inp, T, B);
     put_batch(w, "batch.tgt", tgt, T, B);
     put_batch(w, "batch.len", len, 0, B);
@@ -169,12 +169,12 @@ static void s2s_family(Backend *be, const char *dir) {
     enum { S = 6, T = 5, B = 3 };
     S2sConfig cfg = {.vocab = 50, .dim = 16, .rnn = 24, .proj = 16, .enc_depth = 3, .dec_depth = 2,
                      .enc_moe_after = 2, .dec_moe_after = 1, .enc_bidir = 1, .attention = ATTN_SEPARABLE,
-                     .att_dim = 12, .residual = 1, .chunk = 16};
-    cfg.moe = moe_config_default(16, 8, 4);
-    cfg.moe.hidden = 24;
-    cfg.moe.gating = MOE_GATE_BATCHWISE;
-    cfg.moe.w_importance = cfg.moe.w_load = (real)0.01;
-    Model m;
+                     .att_dim = 12, .common = {.residual = 1, .chunk = 16}};
+    cfg.common.moe = moe_config_default(16, 8, 4);
+    cfg.common.moe.hidden = 24;
+    cfg.common.moe.gating = MOE_GATE_BATCHWISE;
+    cfg.common.moe.w_importance = cfg.common.moe.w_load = (real)0.01;
+    CheckModel m;
     model_begin(&m, be, 1);
     S2s s2s;
     s2s_init(&s2s, &m.ps, &cfg);
@@ -209,9 +209,9 @@ static void s2s_family(Backend *be, const char *dir) {
     put_i(w, "cfg.enc_bidir", cfg.enc_bidir);
     ckpt_put_str(w, "cfg.attention", attention_type_name(cfg.attention));
     put_i(w, "cfg.att_dim", cfg.att_dim);
-    put_i(w, "cfg.residual", cfg.residual);
-    put_i(w, "cfg.chunk", cfg.chunk);
-    put_moe(w, &cfg.moe);
+    put_i(w, "cfg.common.residual", cfg.common.residual);
+    put_i(w, "cfg.common.chunk", cfg.common.chunk);
+    put_moe(w, &cfg.common.moe);
     put_batch(w, "batch.src", src, S, B);
     put_batch(w, "batch.src_len", slen, 0, B);
     put_batch(w, "batch.tgt_in", tin, T, B);

@@ -213,28 +213,25 @@ static double time_softmax(Ctx *c, const Softmax *sm, int sampled, int64_t S, in
     return ms;
 }
 
-/* ---- models -------------------------------------------------------------------- */
+/* ---- a model: its layers in forward order ---------------------------------------- */
 
-void bench_components_lm(Ctx *c, const Lm *m, const BenchConfig *bc, int reps, double *comp) {
-    const LmConfig *cfg = &m->cfg;
-    int64_t N = bench_tokens_micro(bc);
-    for (int l = 0; l < cfg->n_layers; l++) {
-        if (cfg->kind[l] == LM_LAYER_LSTM)
-            comp[BC_LSTM] += time_lstm(c, &m->lstm[l], NULL, bc->T, bc->B, 0, reps);
-        else
-            time_moe(c, &m->moe[l], N, reps, comp);
+void bench_components(Ctx *c, const ModelOps *ops, const void *cfg, const void *net, const BenchConfig *bc, int reps,
+                      double *comp) {
+    const ModelCommon *mc = model_common(ops, cfg);
+    ModelLayer layers[MODEL_MAX_LAYERS];
+    int n = ops->layers(net, layers, MODEL_MAX_LAYERS);
+    for (int i = 0; i < n; i++) {
+        const ModelLayer *L = &layers[i];
+        int T = L->source ? bc->S : bc->T, B = bc->B; /* an encoder runs over the source */
+        int64_t N = (int64_t)T * B;
+        switch (L->kind) {
+        case MODEL_LAYER_LSTM: comp[BC_LSTM] += time_lstm(c, L->lstm, NULL, T, B, L->stepwise, reps); break;
+        case MODEL_LAYER_BILSTM: comp[BC_LSTM] += time_lstm(c, NULL, L->bilstm, T, B, 0, reps); break;
+        case MODEL_LAYER_MOE: time_moe(c, L->moe, N, reps, comp); break;
+        case MODEL_LAYER_SOFTMAX:
+            comp[BC_SOFTMAX] += time_softmax(c, L->sm, mc->sampled, mc->samples, N, reps);
+            break;
+        case MODEL_LAYER_ATTENTION: break; /* in "other" (bench_run.h) */
+        }
     }
-    comp[BC_SOFTMAX] += time_softmax(c, &m->sm, cfg->sampled, cfg->samples, N, reps);
-}
-
-void bench_components_s2s(Ctx *c, const S2s *m, const BenchConfig *bc, int reps, double *comp) {
-    const S2sConfig *cfg = &m->cfg;
-    int S = bc->S, T = bc->T, B = bc->B;
-    for (int l = 0; l < cfg->enc_depth; l++)
-        comp[BC_LSTM] += l == 0 && cfg->enc_bidir ? time_lstm(c, NULL, &m->enc_bi, S, B, 0, reps)
-                                                  : time_lstm(c, &m->enc[l], NULL, S, B, 0, reps);
-    for (int l = 0; l < cfg->dec_depth; l++) comp[BC_LSTM] += time_lstm(c, &m->dec[l], NULL, T, B, l == 0, reps);
-    if (cfg->enc_moe_after) time_moe(c, &m->enc_moe, (int64_t)S * B, reps, comp);
-    if (cfg->dec_moe_after) time_moe(c, &m->dec_moe, (int64_t)T * B, reps, comp);
-    comp[BC_SOFTMAX] += time_softmax(c, &m->sm, cfg->sampled, cfg->samples, (int64_t)T * B, reps);
 }

@@ -14,10 +14,10 @@ static void lm_base(BenchConfig *c, const char *id, const char *layers, int tiny
     l->vocab = tiny ? 2000 : 793471;
     l->dim = tiny ? 64 : 512;
     l->rnn = l->dim;
-    l->drop = DROPOUTS_ALL((real)0.1);
-    l->residual = 1;
-    l->sampled = 1;
-    l->samples = tiny ? 256 : 8192;
+    l->common.drop = DROPOUTS_ALL((real)0.1);
+    l->common.residual = 1;
+    l->common.sampled = 1;
+    l->common.samples = tiny ? 256 : 8192;
     const char *e = lm_parse_layers(l, layers);
     CHECK(!e, "bench config %s: %s", id, e);
     c->T = tiny ? 8 : 64;
@@ -26,9 +26,9 @@ static void lm_base(BenchConfig *c, const char *id, const char *layers, int tiny
 }
 
 static void lm_moe(BenchConfig *c, int experts, int groups, int k) {
-    c->lm.moe = moe_config_default(c->lm.dim, experts, k);
-    c->lm.moe.hidden = 2 * c->lm.dim; /* 512 -> 1024 -> 512 */
-    c->lm.moe.groups = groups;
+    c->lm.common.moe = moe_config_default(c->lm.dim, experts, k);
+    c->lm.common.moe.hidden = 2 * c->lm.dim; /* 512 -> 1024 -> 512 */
+    c->lm.common.moe.groups = groups;
 }
 
 static void describe(BenchConfig *c) {
@@ -37,8 +37,9 @@ static void describe(BenchConfig *c) {
         snprintf(c->desc, sizeof c->desc,
                  "NMT: LSTM %lld/%lld enc %d (bidir) dec %d, MoE-%d batchwise k=%d h=%lld, full softmax %lld, "
                  "%dx%d tokens",
-                 (long long)s->rnn, (long long)s->proj, s->enc_depth, s->dec_depth, s->moe.experts, s->moe.k,
-                 (long long)s->moe.hidden, (long long)s->vocab, c->T, c->B);
+                 (long long)s->rnn, (long long)s->proj, s->enc_depth, s->dec_depth, s->common.moe.experts,
+                 s->common.moe.k,
+                 (long long)s->common.moe.hidden, (long long)s->vocab, c->T, c->B);
         return;
     }
     char layers[96] = "";
@@ -47,7 +48,7 @@ static void describe(BenchConfig *c) {
         if (c->lm.kind[l] == LM_LAYER_LSTM) nl++;
         else moe = l;
     }
-    const MoeConfig *m = &c->lm.moe;
+    const MoeConfig *m = &c->lm.common.moe;
     if (moe < 0)
         snprintf(layers, sizeof layers, "%dxLSTM-%lld", nl, (long long)c->lm.rnn);
     else if (m->groups)
@@ -56,8 +57,8 @@ static void describe(BenchConfig *c) {
     else
         snprintf(layers, sizeof layers, "LSTM,MoE-%d (k=%d, h=%lld),LSTM", m->experts, m->k, (long long)m->hidden);
     char sm[64];
-    if (c->lm.sampled)
-        snprintf(sm, sizeof sm, "sampled %lld", (long long)c->lm.samples);
+    if (c->lm.common.sampled)
+        snprintf(sm, sizeof sm, "sampled %lld", (long long)c->lm.common.samples);
     else
         snprintf(sm, sizeof sm, "full");
     snprintf(c->desc, sizeof c->desc, "d=%lld %s, softmax %s of %lld, %dx%d tokens x %d", (long long)c->lm.dim, layers,
@@ -83,14 +84,14 @@ int bench_configs(BenchConfig *out, int tiny) {
     c = &out[n++];
     lm_base(c, "G3", "lstm,moe,lstm", tiny);
     lm_moe(c, tiny ? 32 : 4096, tiny ? 4 : 16, 2);
-    c->lm.drop = DROPOUTS_ALL((real)0.2); /* Table 7 */
+    c->lm.common.drop = DROPOUTS_ALL((real)0.2); /* Table 7 */
     c->micro = tiny ? 2 : 5;
 
     c = &out[n++];
     *c = out[1];
     snprintf(c->id, sizeof c->id, "G4");
-    c->lm.sampled = 0;
-    c->lm.chunk = tiny ? 512 : 32768;
+    c->lm.common.sampled = 0;
+    c->lm.common.chunk = tiny ? 512 : 32768;
     c->B = tiny ? 8 : 256;
 
     c = &out[n++];
@@ -109,24 +110,30 @@ int bench_configs(BenchConfig *out, int tiny) {
     s->enc_bidir = 1;
     s->attention = ATTN_SEPARABLE;
     s->att_dim = s->dim;
-    s->moe = moe_config_default(s->dim, tiny ? 8 : 32, 4);
-    s->moe.hidden = 4 * s->dim; /* 512 -> 2048 -> 512 */
-    s->moe.gating = MOE_GATE_BATCHWISE;
-    s->moe.w_importance = s->moe.w_load = (real)0.01;
-    s->drop = DROPOUTS_ALL((real)0.4);
-    s->residual = 1;
-    s->chunk = tiny ? 1000 : 32000;
+    s->common.moe = moe_config_default(s->dim, tiny ? 8 : 32, 4);
+    s->common.moe.hidden = 4 * s->dim; /* 512 -> 2048 -> 512 */
+    s->common.moe.gating = MOE_GATE_BATCHWISE;
+    s->common.moe.w_importance = s->common.moe.w_load = (real)0.01;
+    s->common.drop = DROPOUTS_ALL((real)0.4);
+    s->common.residual = 1;
+    s->common.chunk = tiny ? 1000 : 32000;
     c->S = c->T = tiny ? 8 : 32;
     c->B = tiny ? 16 : 1024;
     c->micro = 1;
 
     for (int i = 0; i < n; i++) {
         c = &out[i];
-        const char *e = c->kind == BENCH_LM ? lm_config_error(&c->lm) : s2s_config_error(&c->s2s);
+        const void *cfg;
+        const char *e = bench_model(c, &cfg)->config_error(cfg);
         CHECK(!e, "bench config %s: %s", c->id, e);
         describe(c);
     }
     return n;
+}
+
+const ModelOps *bench_model(const BenchConfig *c, const void **cfg) {
+    *cfg = c->kind == BENCH_LM ? (const void *)&c->lm : (const void *)&c->s2s;
+    return c->kind == BENCH_LM ? &lm_model_ops : &s2s_model_ops;
 }
 
 int64_t bench_tokens_micro(const BenchConfig *c) { return (int64_t)c->T * c->B; }
@@ -135,7 +142,7 @@ int64_t bench_tokens_step(const BenchConfig *c) { return bench_tokens_micro(c) *
 double bench_macs_per_token(const BenchConfig *c) {
     if (c->kind == BENCH_LM) {
         const LmConfig *l = &c->lm;
-        double sm = (double)l->dim * (double)(l->sampled ? l->samples + 1 : l->vocab);
+        double sm = (double)l->dim * (double)(l->common.sampled ? l->common.samples + 1 : l->vocab);
         return (double)lm_macs_per_token(l) + sm;
     }
     const S2sConfig *s = &c->s2s;

@@ -37,6 +37,9 @@ typedef struct BenchConfig {
     int micro;     /* micro-batches per optimizer step (gradients accumulated) */
 } BenchConfig;
 
+/* The configuration's model type (model/model.h) and its typed
+ * configuration (&c->lm or &c->s2s). */
+const ModelOps *bench_model(const BenchConfig *c, const void **cfg);
 /* All configurations, full size or tiny; returns the count. */
 int bench_configs(BenchConfig *out, int tiny);
 /* B sequences per micro-batch in every configuration (descriptions updated). */

@@ -128,10 +128,10 @@ void bench_run(Backend *be, const BenchConfig *bc, const BenchOpts *o, const Ben
     Runner *R = xcalloc(1, sizeof *R, "benchmark runner");
     R->bc = bc;
     params_init(&R->ps, be);
-    if (bc->kind == BENCH_LM)
-        lm_init(&R->lm, &R->ps, &bc->lm);
-    else
-        s2s_init(&R->s2s, &R->ps, &bc->s2s);
+    const void *mcfg;
+    const ModelOps *ops = bench_model(bc, &mcfg);
+    void *net = bc->kind == BENCH_LM ? (void *)&R->lm : (void *)&R->s2s;
+    ops->init(net, &R->ps, mcfg);
     OptConfig oc;
     optim_config_default(&oc);
     optim_init(&R->opt, &oc);
@@ -203,10 +203,7 @@ void bench_run(Backend *be, const BenchConfig *bc, const BenchOpts *o, const Ben
     if (o->comp_reps > 0) {
         arena_reset(&R->arena);
         double comp[BENCH_NCOMP] = {0};
-        if (bc->kind == BENCH_LM)
-            bench_components_lm(&R->ctx, &R->lm, bc, o->comp_reps, comp);
-        else
-            bench_components_s2s(&R->ctx, &R->s2s, bc, o->comp_reps, comp);
+        bench_components(&R->ctx, ops, mcfg, net, bc, o->comp_reps, comp);
         double sum = r->comp_ms[BC_OPTIM];
         for (int i = BC_LSTM; i <= BC_SOFTMAX; i++) {
             r->comp_ms[i] = comp[i] * bc->micro;

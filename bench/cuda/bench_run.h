@@ -1,5 +1,5 @@
 /* One benchmark configuration on one backend: build the model (our library:
- * lm_init / s2s_init, Adam from train/optim.h), train on the synthetic token
+ * its type's init through model/model.h, Adam from train/optim.h), train on the synthetic token
  * stream (bench_tokens.h), time full optimizer steps, then the components.
  *
  * Full step = every micro-batch's lm_step / s2s_step (forward and backward,
@@ -29,6 +29,7 @@
 
 #include "bench_ceil.h"
 #include "bench_config.h"
+#include "model/model.h"
 
 enum { BC_LSTM = 0, BC_GATE, BC_EXPERTS, BC_COMBINE, BC_SOFTMAX, BC_OPTIM, BC_OTHER, BENCH_NCOMP };
 extern const char *const bench_comp_names[BENCH_NCOMP];
@@ -58,8 +59,9 @@ typedef struct BenchResult {
 void bench_run(Backend *be, const BenchConfig *c, const BenchOpts *o, const BenchCeilings *ceil, BenchResult *r);
 
 /* Component timings (bench_comp.c), per micro-batch, into comp[BC_LSTM ..
- * BC_SOFTMAX]; the model's parameters and a training context are given. */
-void bench_components_lm(Ctx *c, const Lm *m, const BenchConfig *bc, int reps, double *comp);
-void bench_components_s2s(Ctx *c, const S2s *m, const BenchConfig *bc, int reps, double *comp);
+ * BC_SOFTMAX]: the layers of any model type (ModelOps.layers, model/model.h)
+ * of configuration cfg; its parameters and a training context are given. */
+void bench_components(Ctx *c, const ModelOps *ops, const void *cfg, const void *net, const BenchConfig *bc, int reps,
+                      double *comp);
 
 #endif

@@ -37,11 +37,8 @@ const char *lm_config_error(const LmConfig *cfg) {
     if (cfg->vocab < 4) return "the vocabulary needs at least one word besides <S>, </S>, <UNK>";
     if (cfg->dim <= 0 || cfg->rnn <= 0 || cfg->proj < 0) return "--dim-emb and --dim-rnn must be positive";
     if (cfg->n_layers <= 0) return "--layers: no layers";
-    const char *de = dropouts_error(&cfg->drop);
-    if (de) return de;
-    if (!(cfg->label_smoothing >= 0 && cfg->label_smoothing < 1)) return "--label-smoothing must be in [0, 1)";
-    if (cfg->label_smoothing > 0 && cfg->sampled)
-        return "--label-smoothing needs the full softmax in training (--softmax full)";
+    const char *ce = model_common_error(&cfg->common);
+    if (ce) return ce;
     int64_t lstm_out = cfg->proj ? cfg->proj : cfg->rnn;
     for (int l = 0; l < cfg->n_layers; l++) {
         if (cfg->kind[l] == LM_LAYER_LSTM && lstm_out != cfg->dim) {
@@ -52,15 +49,15 @@ const char *lm_config_error(const LmConfig *cfg) {
             return msg;
         }
         if (cfg->kind[l] == LM_LAYER_MOE) {
-            MoeConfig mc = cfg->moe;
+            MoeConfig mc = cfg->common.moe;
             mc.dim = cfg->dim;
             const char *e = moe_config_error(&mc);
             if (e) return e;
         }
     }
-    if (cfg->sampled && (cfg->samples < 1 || cfg->samples >= cfg->vocab)) {
+    if (cfg->common.sampled && (cfg->common.samples < 1 || cfg->common.samples >= cfg->vocab)) {
         snprintf(msg, sizeof msg, "--softmax-samples %lld must be in [1, %lld) for this vocabulary",
-                 (long long)cfg->samples, (long long)cfg->vocab);
+                 (long long)cfg->common.samples, (long long)cfg->vocab);
         return msg;
     }
     return NULL;
@@ -71,7 +68,7 @@ void lm_init(Lm *m, ParamStore *ps, const LmConfig *cfg) {
     if (err) FATAL(EXIT_USAGE, "%s", err);
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    m->cfg.moe.dim = cfg->dim;
+    m->cfg.common.moe.dim = cfg->dim;
     embedding_init(&m->emb, ps, "lm.emb", cfg->vocab, cfg->dim);
     m->site[0] = nn_site("lm.emb", 0);
     char name[64];
@@ -82,36 +79,30 @@ void lm_init(Lm *m, ParamStore *ps, const LmConfig *cfg) {
             lstm_init(&m->lstm[l], ps, name, cfg->dim, cfg->rnn, cfg->proj);
         } else {
             snprintf(name, sizeof name, "lm.moe%d", nm++);
-            moe_init(&m->moe[l], ps, name, &m->cfg.moe);
+            moe_init(&m->moe[l], ps, name, &m->cfg.common.moe);
         }
         m->site[l + 1] = nn_site(name, 0);
     }
-    if (cfg->tied)
-        softmax_init_tied(&m->sm, ps, "lm.softmax", m->emb.w, cfg->chunk);
+    if (cfg->common.tied)
+        softmax_init_tied(&m->sm, ps, "lm.softmax", m->emb.w, cfg->common.chunk);
     else
-        softmax_init(&m->sm, ps, "lm.softmax", cfg->vocab, cfg->dim, cfg->chunk);
-    m->sm.smoothing = cfg->label_smoothing;
+        softmax_init(&m->sm, ps, "lm.softmax", cfg->vocab, cfg->dim, cfg->common.chunk);
+    m->sm.smoothing = cfg->common.label_smoothing;
 }
 
 /* Dropout after layer l: the layer that feeds the softmax has its own rate. */
 static real layer_dropout(const LmConfig *cfg, int l) {
-    if (l == cfg->n_layers - 1) return cfg->drop.out;
-    return cfg->kind[l] == LM_LAYER_LSTM ? cfg->drop.rnn : cfg->drop.moe;
+    if (l == cfg->n_layers - 1) return cfg->common.drop.out;
+    return cfg->kind[l] == LM_LAYER_LSTM ? cfg->common.drop.rnn : cfg->common.drop.moe;
 }
 
 int64_t lm_count_params(const LmConfig *cfg, int exclude_embed_softmax) {
-    ParamStore ps;
-    params_init(&ps, NULL);
-    Lm m;
-    lm_init(&m, &ps, cfg);
-    int64_t n = params_count(&ps, exclude_embed_softmax);
-    params_destroy(&ps);
-    return n;
+    return model_count_params(&lm_model_ops, cfg, exclude_embed_softmax);
 }
 
 int64_t lm_macs_per_token(const LmConfig *cfg) {
     int64_t macs = 0, H = cfg->rnn, out = cfg->proj ? cfg->proj : cfg->rnn;
-    MoeConfig mc = cfg->moe;
+    MoeConfig mc = cfg->common.moe;
     mc.dim = cfg->dim;
     for (int l = 0; l < cfg->n_layers; l++)
         macs += cfg->kind[l] == LM_LAYER_LSTM ? 4 * H * (cfg->dim + out) + (cfg->proj ? H * cfg->proj : 0)
@@ -144,9 +135,9 @@ void lm_carry_prepare(Ctx *c, const Lm *m, LmCarry *cr, int B) {
 }
 
 typedef struct {
-    int64_t N, nvalid;
-    Tensor inp, tgt, w, mask, valid; /* valid: I32 positions of real tokens, or none */
-    Tensor keys;                     /* the MoE rows' positions in the global batch, or none */
+    int64_t N;
+    Tensor inp, tgt, w;
+    MoeBlockRows rows; /* mask, real-token positions and their keys (model/moe_block.h) */
 } BatchDev;
 
 static void upload_batch(Ctx *c, const LmBatch *b, BatchDev *d) {
@@ -164,40 +155,10 @@ static void upload_batch(Ctx *c, const LmBatch *b, BatchDev *d) {
     for (int64_t i = 0; i < N; i++) w[i] = b->tgt[i] >= 0 ? (real)(1.0 / (double)(ntok ? ntok : 1)) : 0;
     d->w = nn_tensor(c, DT_F32, 1, N);
     be_upload_tensor(c->be, d->w, w);
-    /* real-token positions: t < len[b] */
-    int padded = 0;
-    for (int j = 0; j < b->B; j++) padded |= b->len[j] < b->T;
-    int64_t BT = b->B_total > 0 ? b->B_total : b->B, b0 = b->B_total > 0 ? b->b_offset : 0;
-    int sliced = BT != b->B;
-    d->nvalid = N;
-    d->mask = d->valid = d->keys = tnone();
-    if (padded || sliced) {
-        /* gating noise is keyed by a token's position in the whole batch */
-        int32_t *pos = xmalloc((size_t)(N ? N : 1) * sizeof(int32_t), "batch positions");
-        int32_t *key = xmalloc((size_t)(N ? N : 1) * sizeof(int32_t), "batch positions");
-        CHECK(BT * b->T < INT32_MAX, "a batch of %lld x %d tokens", (long long)BT, b->T);
-        int64_t nv = 0;
-        for (int t = 0; t < b->T; t++)
-            for (int j = 0; j < b->B; j++) {
-                w[t * b->B + j] = t < b->len[j] ? 1 : 0;
-                if (t < b->len[j]) {
-                    key[nv] = (int32_t)(t * BT + b0 + j);
-                    pos[nv++] = t * b->B + j;
-                }
-            }
-        d->nvalid = nv;
-        d->keys = nn_tensor(c, DT_I32, 1, nv);
-        if (nv) be_upload_tensor(c->be, d->keys, key);
-        if (padded) {
-            d->mask = nn_tensor(c, DT_F32, b->T, b->B);
-            be_upload_tensor(c->be, d->mask, w);
-            d->valid = nn_tensor(c, DT_I32, 1, nv);
-            be_upload_tensor(c->be, d->valid, pos);
-        }
-        free(pos);
-        free(key);
-    }
     free(w);
+    /* gating noise is keyed by a token's position in the whole batch */
+    moe_block_rows(c, b->len, b->T, b->B, b->B_total > 0 ? b->B_total : b->B, b->B_total > 0 ? b->b_offset : 0,
+                   &d->rows);
 }
 
 /* Everything the backward needs, per layer. */
@@ -214,7 +175,7 @@ static Tensor layers_forward(Ctx *c, const Lm *m, const LmBatch *b, const BatchD
     int64_t N = d->N, D = cfg->dim;
     Tensor h = nn_tensor(c, DT_F32, N, D);
     embedding_forward(c, &m->emb, d->inp, h);
-    nn_dropout(c, h, h, cfg->drop.emb, m->site[0]);
+    nn_dropout(c, h, h, cfg->common.drop.emb, m->site[0]);
     int first_moe = 1;
     for (int l = 0; l < cfg->n_layers; l++) {
         LayerCache *L = &lc[l];
@@ -224,12 +185,12 @@ static Tensor layers_forward(Ctx *c, const Lm *m, const LmBatch *b, const BatchD
             L->y = nn_tensor(c, DT_F32, N, D);
             LstmState *st = carry ? &carry->st[l] : NULL;
             const LstmState *init = carry && b->carry ? st : NULL;
-            lstm_forward(c, &m->lstm[l], h, b->T, b->B, d->mask, init, 0, L->y, st, &L->lc);
+            lstm_forward(c, &m->lstm[l], h, b->T, b->B, d->rows.mask, init, 0, L->y, st, &L->lc);
             nn_dropout(c, L->y, L->out, layer_dropout(cfg, l), m->site[l + 1]);
-            if (cfg->residual) OP(c->be, axpby, 1, h, 1, L->out);
+            if (cfg->common.residual) OP(c->be, axpby, 1, h, 1, L->out);
         } else {
-            moe_block_forward(c, &m->moe[l], h, d->valid, d->keys, layer_dropout(cfg, l), m->site[l + 1], cfg->residual,
-                              L->out, &L->mb);
+            moe_block_forward(c, &m->moe[l], h, d->rows.valid, d->rows.keys, layer_dropout(cfg, l), m->site[l + 1],
+                              cfg->common.residual, L->out, &L->mb);
             moe_block_losses(c, &L->mb, res->moe);
             if (stats && first_moe) moe_stats(c, &m->moe[l], &L->mb.mc, stats);
             first_moe = 0;
@@ -249,37 +210,23 @@ static void layers_backward(Ctx *c, const Lm *m, const BatchDev *d, LayerCache *
             Tensor dy = nn_tensor(c, DT_F32, N, D);
             nn_dropout_backward(c, dh, dy, layer_dropout(cfg, l), m->site[l + 1]);
             lstm_backward(c, &m->lstm[l], &L->lc, dy, NULL, din, NULL);
-            if (cfg->residual) OP(c->be, axpby, 1, dh, 1, din);
+            if (cfg->common.residual) OP(c->be, axpby, 1, dh, 1, din);
         } else {
-            moe_block_backward(c, &m->moe[l], &L->mb, d->valid, layer_dropout(cfg, l), m->site[l + 1], cfg->residual, dh,
-                               din);
+            moe_block_backward(c, &m->moe[l], &L->mb, d->rows.valid, layer_dropout(cfg, l), m->site[l + 1],
+                               cfg->common.residual, dh, din);
         }
         dh = din;
     }
-    nn_dropout_backward(c, dh, dh, cfg->drop.emb, m->site[0]);
+    nn_dropout_backward(c, dh, dh, cfg->common.drop.emb, m->site[0]);
     embedding_backward(c, &m->emb, d->inp, dh);
 }
 
-/* A process whose slice of the batch is empty still takes part in the MoE
- * layers' exchanges and statistics, in the order of the others. */
+/* An empty slice of the batch: the MoE layers' exchanges (model/moe_block.h). */
 static void idle_step(Ctx *c, const Lm *m, int backward, LmResult *res, MoeStats *stats) {
-    int64_t D = m->cfg.dim;
-    MoeCache *mc = xcalloc((size_t)m->cfg.n_layers, sizeof *mc, "layer caches");
-    Tensor none = nn_tensor(c, DT_F32, 0, D);
-    int first = 1;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        if (m->cfg.kind[l] != LM_LAYER_MOE) continue;
-        moe_forward(c, &m->moe[l], none, tnone(), none, &mc[l]);
-        real v[MOE_LOSS_N];
-        be_download_tensor(c->be, v, mc[l].losses);
-        for (int i = 0; i < MOE_LOSS_N; i++) res->moe[i] += v[i];
-        if (stats && first) moe_stats(c, &m->moe[l], &mc[l], stats);
-        first = 0;
-    }
-    for (int l = m->cfg.n_layers - 1; backward && l >= 0; l--)
-        if (m->cfg.kind[l] == LM_LAYER_MOE) moe_backward(c, &m->moe[l], &mc[l], none, none);
+    const Moe *moe[LM_MAX_LAYERS];
+    int n = model_moe_layers(&lm_model_ops, m, moe, LM_MAX_LAYERS);
+    moe_block_idle(c, moe, n, m->cfg.dim, backward, res->moe, stats, 0); /* stats: the first MoE layer's */
     for (int i = 0; i < MOE_LOSS_N; i++) res->loss += res->moe[i];
-    free(mc);
 }
 
 void lm_step(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, int backward, LmResult *res, MoeStats *stats) {
@@ -297,9 +244,9 @@ void lm_step(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, int backward
     Tensor h = layers_forward(c, m, b, &d, carry, lc, res, stats);
     Tensor loss = nn_zeros(c, DT_F32, 1, 1);
     SoftmaxCache sc;
-    if (c->train && m->cfg.sampled) {
+    if (c->train && m->cfg.common.sampled) {
         SoftmaxSamples smp;
-        softmax_sample(c, &m->sm, m->cfg.samples, b->tgt, d.N, &smp);
+        softmax_sample(c, &m->sm, m->cfg.common.samples, b->tgt, d.N, &smp);
         softmax_sampled_forward(c, &m->sm, &smp, h, d.tgt, d.w, loss, &sc);
     } else {
         softmax_full_forward(c, &m->sm, h, d.tgt, d.w, loss, &sc);

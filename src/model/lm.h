@@ -12,8 +12,10 @@
 #ifndef MOE_MODEL_LM_H
 #define MOE_MODEL_LM_H
 
+#include "core/options.h"
 #include "data/lmbatch.h"
-#include "model/dropouts.h"
+#include "model/model.h"
+#include "model/model_common.h"
 #include "nn/lstm.h"
 #include "nn/moe.h"
 #include "nn/softmax.h"
@@ -28,20 +30,21 @@ typedef struct LmConfig {
     int64_t rnn, proj;  /* LSTM units and projection (--dim-rnn, --dim-proj; 0 = none) */
     int n_layers;
     LmLayerKind kind[LM_MAX_LAYERS];
-    MoeConfig moe;      /* dim is set from `dim` */
-    Dropouts drop;      /* dropout per site (model/dropouts.h) */
-    real label_smoothing; /* of the full softmax in training (0 = off) */
-    int residual;
-    int tied;           /* softmax weights tied to the embedding */
-    int sampled;        /* sampled softmax in training (evaluation is always full) */
-    int64_t samples;    /* --softmax-samples */
-    int64_t chunk;      /* full-softmax columns per chunk */
+    ModelCommon common; /* MoE, dropout, softmax... (model/model_common.h); tied: to the embedding */
 } LmConfig;
 
 /* Parse "lstm,moe,lstm" into cfg->kind; returns NULL or a one-line reason. */
 const char *lm_parse_layers(LmConfig *cfg, const char *spec);
 /* NULL or a one-line reason why the configuration cannot be built. */
 const char *lm_config_error(const LmConfig *cfg);
+/* The settings of the options for a vocabulary of `vocab` words; NULL or a
+ * one-line reason the options do not describe a model. */
+const char *lm_config_from_options(const Config *cfg, int64_t vocab, LmConfig *out);
+/* A one-line description: "layers lstm,moe,lstm | dim 512 | lstm 512 | moe ...". */
+void lm_config_describe(const LmConfig *c, char *buf, size_t n);
+
+/* The language model behind the model interface (lm_ops.c). */
+extern const ModelOps lm_model_ops;
 
 typedef struct Lm {
     LmConfig cfg;
@@ -58,6 +61,8 @@ void lm_init(Lm *m, ParamStore *ps, const LmConfig *cfg);
  * the configuration alone: nothing is allocated. */
 int64_t lm_count_params(const LmConfig *cfg, int exclude_embed_softmax);
 int64_t lm_macs_per_token(const LmConfig *cfg);
+/* The layers in forward order, the softmax last (ModelOps.layers). */
+int lm_layers(const Lm *m, ModelLayer *out, int max);
 
 /* The LSTM state carried between stream batches (PTB), device memory owned
  * by the caller; one per use (training, validation). */

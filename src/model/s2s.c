@@ -17,11 +17,8 @@ const char *s2s_config_error(const S2sConfig *c) {
         return "--enc-depth and --dec-depth must be in [1, 8]";
     if (c->enc_moe_after < 0 || c->enc_moe_after > c->enc_depth) return "--enc-moe-after must be in [0, --enc-depth]";
     if (c->dec_moe_after < 0 || c->dec_moe_after > c->dec_depth) return "--dec-moe-after must be in [0, --dec-depth]";
-    const char *de = dropouts_error(&c->drop);
-    if (de) return de;
-    if (!(c->label_smoothing >= 0 && c->label_smoothing < 1)) return "--label-smoothing must be in [0, 1)";
-    if (c->label_smoothing > 0 && c->sampled)
-        return "--label-smoothing needs the full softmax in training (--softmax full)";
+    const char *ce = model_common_error(&c->common);
+    if (ce) return ce;
     int64_t out = c->proj ? c->proj : c->rnn;
     if (out != c->dim) {
         snprintf(msg, sizeof msg, "LSTM layers output %lld values but the model is %lld wide: set --dim-proj (or --dim-rnn) "
@@ -30,12 +27,13 @@ const char *s2s_config_error(const S2sConfig *c) {
     }
     if (c->enc_bidir && c->dim % 2) return "a bidirectional first layer needs an even --dim-emb";
     if (c->enc_moe_after || c->dec_moe_after) {
-        MoeConfig mc = c->moe;
+        MoeConfig mc = c->common.moe;
         mc.dim = c->dim;
         const char *e = moe_config_error(&mc);
         if (e) return e;
     }
-    if (c->sampled && (c->samples < 1 || c->samples >= c->vocab)) return "--softmax-samples must be below the vocabulary size";
+    if (c->common.sampled && (c->common.samples < 1 || c->common.samples >= c->vocab))
+        return "--softmax-samples must be below the vocabulary size";
     return NULL;
 }
 
@@ -44,7 +42,7 @@ void s2s_init(S2s *m, ParamStore *ps, const S2sConfig *cfg) {
     if (err) FATAL(EXIT_USAGE, "%s", err);
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    m->cfg.moe.dim = cfg->dim;
+    m->cfg.common.moe.dim = cfg->dim;
     int64_t D = cfg->dim, H = cfg->rnn, P = cfg->proj;
     char name[64];
     if (cfg->tied_all) {
@@ -66,7 +64,7 @@ void s2s_init(S2s *m, ParamStore *ps, const S2sConfig *cfg) {
         m->site_enc[l] = nn_site(name, 0);
     }
     if (cfg->enc_moe_after) {
-        moe_init(&m->enc_moe, ps, "s2s.enc_moe", &m->cfg.moe);
+        moe_init(&m->enc_moe, ps, "s2s.enc_moe", &m->cfg.common.moe);
         m->site_emoe = nn_site("s2s.enc_moe", 0);
     }
     for (int l = 0; l < cfg->dec_depth; l++) {
@@ -75,34 +73,28 @@ void s2s_init(S2s *m, ParamStore *ps, const S2sConfig *cfg) {
         m->site_dec[l] = nn_site(name, 0);
     }
     if (cfg->dec_moe_after) {
-        moe_init(&m->dec_moe, ps, "s2s.dec_moe", &m->cfg.moe);
+        moe_init(&m->dec_moe, ps, "s2s.dec_moe", &m->cfg.common.moe);
         m->site_dmoe = nn_site("s2s.dec_moe", 0);
     }
     attention_init(&m->att, ps, "s2s.att", cfg->attention, D, D, cfg->att_dim);
-    if (cfg->tied || cfg->tied_all)
-        softmax_init_tied(&m->sm, ps, "s2s.softmax", m->tgt_emb.w, cfg->chunk);
+    if (cfg->common.tied || cfg->tied_all)
+        softmax_init_tied(&m->sm, ps, "s2s.softmax", m->tgt_emb.w, cfg->common.chunk);
     else
-        softmax_init(&m->sm, ps, "s2s.softmax", cfg->vocab, D, cfg->chunk);
-    m->sm.smoothing = cfg->label_smoothing;
+        softmax_init(&m->sm, ps, "s2s.softmax", cfg->vocab, D, cfg->common.chunk);
+    m->sm.smoothing = cfg->common.label_smoothing;
 }
 
 /* Dropout after decoder layer l and after the decoder MoE: the layer that
  * feeds the softmax takes the softmax site's rate. */
 static real dec_dropout(const S2sConfig *c, int l) {
-    return l == c->dec_depth - 1 && c->dec_moe_after != c->dec_depth ? c->drop.out : c->drop.rnn;
+    return l == c->dec_depth - 1 && c->dec_moe_after != c->dec_depth ? c->common.drop.out : c->common.drop.rnn;
 }
 static real dec_moe_dropout(const S2sConfig *c) {
-    return c->dec_moe_after == c->dec_depth ? c->drop.out : c->drop.moe;
+    return c->dec_moe_after == c->dec_depth ? c->common.drop.out : c->common.drop.moe;
 }
 
 int64_t s2s_count_params(const S2sConfig *cfg, int exclude_embed_softmax) {
-    ParamStore ps;
-    params_init(&ps, NULL);
-    S2s m;
-    s2s_init(&m, &ps, cfg);
-    int64_t n = params_count(&ps, exclude_embed_softmax);
-    params_destroy(&ps);
-    return n;
+    return model_count_params(&s2s_model_ops, cfg, exclude_embed_softmax);
 }
 
 static int64_t lstm_macs(int64_t in, int64_t H, int64_t P) { return 4 * H * (in + (P ? P : H)) + (P ? H * P : 0); }
@@ -112,7 +104,7 @@ int64_t s2s_macs_per_token(const S2sConfig *c) {
     for (int l = 0; l < c->enc_depth; l++)
         macs += l == 0 && c->enc_bidir ? 2 * lstm_macs(D, P ? H : D / 2, P ? D / 2 : 0) : lstm_macs(D, H, P);
     for (int l = 0; l < c->dec_depth; l++) macs += lstm_macs(2 * D, H, P);
-    MoeConfig mc = c->moe;
+    MoeConfig mc = c->common.moe;
     mc.dim = D;
     macs += ((c->enc_moe_after ? 1 : 0) + (c->dec_moe_after ? 1 : 0)) * moe_macs_per_token(&mc);
     macs += 2 * D * c->att_dim; /* query and key projections; scores and context scale with the source length */
@@ -124,45 +116,10 @@ int64_t s2s_macs_per_token(const S2sConfig *c) {
 typedef struct {
     int S, T, B;
     Tensor src, src_len, tgt_in, tgt_out, w;
-    Tensor src_mask, tgt_mask;  /* F32 [S x B], [T x B] or none */
-    Tensor src_valid, tgt_valid;/* I32 real-token positions or none */
-    Tensor src_keys, tgt_keys;  /* their positions in the global batch (gating noise), or none */
+    MoeBlockRows src_rows, tgt_rows; /* masks, real-token positions, their keys (model/moe_block.h) */
     int BT, b0;                 /* the global batch's width and this slice's first column */
     int64_t ntok;
 } Dev;
-
-/* mask [L x B], valid positions and their global keys from lengths. */
-static void masks(Ctx *c, const int32_t *len, int L, int B, int BT, int b0, Tensor *mask, Tensor *valid,
-                  Tensor *keys) {
-    int padded = 0;
-    for (int b = 0; b < B; b++) padded |= len[b] < L;
-    *mask = *valid = *keys = tnone();
-    if (!padded && BT == B) return;
-    CHECK((int64_t)L * BT < INT32_MAX, "a batch of %d x %d tokens", L, BT);
-    int64_t n = (int64_t)L * B > 0 ? (int64_t)L * B : 1;
-    real *m = xmalloc((size_t)n * sizeof(real), "mask");
-    int32_t *pos = xmalloc((size_t)n * sizeof(int32_t), "mask"), *key = xmalloc((size_t)n * sizeof(int32_t), "mask");
-    int64_t nv = 0;
-    for (int t = 0; t < L; t++)
-        for (int b = 0; b < B; b++) {
-            m[t * B + b] = t < len[b];
-            if (t < len[b]) {
-                key[nv] = t * BT + b0 + b;
-                pos[nv++] = t * B + b;
-            }
-        }
-    *keys = nn_tensor(c, DT_I32, 1, nv);
-    if (nv) be_upload_tensor(c->be, *keys, key);
-    if (padded) {
-        *mask = nn_tensor(c, DT_F32, L, B);
-        be_upload_tensor(c->be, *mask, m);
-        *valid = nn_tensor(c, DT_I32, 1, nv);
-        be_upload_tensor(c->be, *valid, pos);
-    }
-    free(m);
-    free(pos);
-    free(key);
-}
 
 static Tensor upload_i32(Ctx *c, const int32_t *v, int64_t n) {
     Tensor t = nn_tensor(c, DT_I32, 1, n);
@@ -178,7 +135,7 @@ static void upload_source(Ctx *c, const int32_t *src, const int32_t *src_len, in
     d->src = upload_i32(c, src, (int64_t)S * B);
     d->src_len = upload_i32(c, src_len, B);
     if (!d->BT) d->BT = B;
-    masks(c, src_len, S, B, d->BT, d->b0, &d->src_mask, &d->src_valid, &d->src_keys);
+    moe_block_rows(c, src_len, S, B, d->BT, d->b0, &d->src_rows);
 }
 
 /* ---- encoder ----------------------------------------------------------------------- */
@@ -198,23 +155,23 @@ static Tensor encode(Ctx *c, const S2s *m, const Dev *d, EncCache *k, double *mo
     int64_t N = (int64_t)d->S * d->B, D = cfg->dim;
     Tensor x = nn_tensor(c, DT_F32, N, D);
     embedding_forward(c, &m->src_emb, d->src, x);
-    nn_dropout(c, x, x, cfg->drop.emb, m->site_src);
+    nn_dropout(c, x, x, cfg->common.drop.emb, m->site_src);
     k->x0 = x;
     for (int l = 0; l < cfg->enc_depth; l++) {
         k->in[l] = x;
         k->y[l] = nn_tensor(c, DT_F32, N, D);
         if (l == 0 && cfg->enc_bidir)
-            bilstm_forward(c, &m->enc_bi, x, d->S, d->B, d->src_mask, k->y[l], &k->bc);
+            bilstm_forward(c, &m->enc_bi, x, d->S, d->B, d->src_rows.mask, k->y[l], &k->bc);
         else
-            lstm_forward(c, &m->enc[l], x, d->S, d->B, d->src_mask, NULL, 0, k->y[l], NULL, &k->lc[l]);
+            lstm_forward(c, &m->enc[l], x, d->S, d->B, d->src_rows.mask, NULL, 0, k->y[l], NULL, &k->lc[l]);
         k->out[l] = nn_tensor(c, DT_F32, N, D);
-        nn_dropout(c, k->y[l], k->out[l], cfg->drop.rnn, m->site_enc[l]);
-        if (cfg->residual) OP(c->be, axpby, 1, x, 1, k->out[l]);
+        nn_dropout(c, k->y[l], k->out[l], cfg->common.drop.rnn, m->site_enc[l]);
+        if (cfg->common.residual) OP(c->be, axpby, 1, x, 1, k->out[l]);
         x = k->out[l];
         if (cfg->enc_moe_after == l + 1) {
             k->moe_out = nn_tensor(c, DT_F32, N, D);
-            moe_block_forward(c, &m->enc_moe, x, d->src_valid, d->src_keys, cfg->drop.moe, m->site_emoe,
-                              cfg->residual, k->moe_out, &k->mb);
+            moe_block_forward(c, &m->enc_moe, x, d->src_rows.valid, d->src_rows.keys, cfg->common.drop.moe,
+                              m->site_emoe, cfg->common.residual, k->moe_out, &k->mb);
             if (moe_losses) moe_block_losses(c, &k->mb, moe_losses);
             if (stats) moe_stats(c, &m->enc_moe, &k->mb.mc, stats);
             x = k->moe_out;
@@ -229,20 +186,20 @@ static void encode_backward(Ctx *c, const S2s *m, const Dev *d, EncCache *k, Ten
     for (int l = cfg->enc_depth - 1; l >= 0; l--) {
         if (cfg->enc_moe_after == l + 1) {
             Tensor dm = nn_tensor(c, DT_F32, N, D);
-            moe_block_backward(c, &m->enc_moe, &k->mb, d->src_valid, cfg->drop.moe, m->site_emoe, cfg->residual, dx,
-                               dm);
+            moe_block_backward(c, &m->enc_moe, &k->mb, d->src_rows.valid, cfg->common.drop.moe, m->site_emoe,
+                               cfg->common.residual, dx, dm);
             dx = dm;
         }
         Tensor dy = nn_tensor(c, DT_F32, N, D), din = nn_tensor(c, DT_F32, N, D);
-        nn_dropout_backward(c, dx, dy, cfg->drop.rnn, m->site_enc[l]);
+        nn_dropout_backward(c, dx, dy, cfg->common.drop.rnn, m->site_enc[l]);
         if (l == 0 && cfg->enc_bidir)
             bilstm_backward(c, &m->enc_bi, &k->bc, dy, din);
         else
             lstm_backward(c, &m->enc[l], &k->lc[l], dy, NULL, din, NULL);
-        if (cfg->residual) OP(c->be, axpby, 1, dx, 1, din);
+        if (cfg->common.residual) OP(c->be, axpby, 1, dx, 1, din);
         dx = din;
     }
-    nn_dropout_backward(c, dx, dx, cfg->drop.emb, m->site_src);
+    nn_dropout_backward(c, dx, dx, cfg->common.drop.emb, m->site_src);
     embedding_backward(c, &m->src_emb, d->src, dx);
 }
 
@@ -285,26 +242,12 @@ void s2s_slice_free(S2sSliceBuf *buf) {
     *buf = (S2sSliceBuf){0};
 }
 
-/* A process whose slice is empty takes part in the MoE layers' exchanges
- * and statistics, in the order of the others. */
+/* An empty slice of the batch: the MoE layers' exchanges (model/moe_block.h). */
 static void idle_step(Ctx *c, const S2s *m, int backward, S2sResult *res, MoeStats *stats) {
-    const S2sConfig *cfg = &m->cfg;
-    Tensor none = nn_tensor(c, DT_F32, 0, cfg->dim);
-    MoeCache ec, dc;
-    real v[MOE_LOSS_N];
-    if (cfg->enc_moe_after) {
-        moe_forward(c, &m->enc_moe, none, tnone(), none, &ec);
-        be_download_tensor(c->be, v, ec.losses);
-        for (int i = 0; i < MOE_LOSS_N; i++) res->moe[i] += v[i];
-        if (stats) moe_stats(c, &m->enc_moe, &ec, stats);
-    }
-    if (cfg->dec_moe_after) {
-        moe_forward(c, &m->dec_moe, none, tnone(), none, &dc);
-        be_download_tensor(c->be, v, dc.losses);
-        for (int i = 0; i < MOE_LOSS_N; i++) res->moe[i] += v[i];
-    }
-    if (backward && cfg->dec_moe_after) moe_backward(c, &m->dec_moe, &dc, none, none);
-    if (backward && cfg->enc_moe_after) moe_backward(c, &m->enc_moe, &ec, none, none);
+    const Moe *moe[2];
+    int n = model_moe_layers(&s2s_model_ops, m, moe, 2);
+    /* stats: the encoder MoE's, as s2s_step reports them */
+    moe_block_idle(c, moe, n, m->cfg.dim, backward, res->moe, stats, m->cfg.enc_moe_after ? 0 : -1);
     for (int i = 0; i < MOE_LOSS_N; i++) res->loss += res->moe[i];
 }
 
@@ -326,7 +269,7 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
     d.T = T;
     d.tgt_in = upload_i32(c, in->tgt_in, NT);
     d.tgt_out = upload_i32(c, in->tgt_out, NT);
-    masks(c, in->tgt_len, T, B, d.BT, d.b0, &d.tgt_mask, &d.tgt_valid, &d.tgt_keys);
+    moe_block_rows(c, in->tgt_len, T, B, d.BT, d.b0, &d.tgt_rows);
     real *w = xmalloc((size_t)NT * sizeof(real), "weights");
     for (int64_t i = 0; i < NT; i++) d.ntok += in->tgt_out[i] >= 0;
     /* a slice's tokens weigh 1 / the whole batch's: the processes' losses sum to the mean */
@@ -346,7 +289,7 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
     /* decoder layer 1 with input feeding, one step at a time */
     Tensor E = nn_tensor(c, DT_F32, NT, D);
     embedding_forward(c, &m->tgt_emb, d.tgt_in, E);
-    nn_dropout(c, E, E, cfg->drop.emb, m->site_tgt);
+    nn_dropout(c, E, E, cfg->common.drop.emb, m->site_tgt);
     Tensor X1 = nn_zeros(c, DT_F32, NT, 2 * D), H1 = nn_tensor(c, DT_F32, NT, D), C1 = nn_tensor(c, DT_F32, NT, H),
            Ctxs = nn_tensor(c, DT_F32, NT, D);
     OP(be, copy, tcols(X1, 0, D), E);
@@ -356,7 +299,7 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
         LstmState prev = {0};
         if (t > 0) prev = (LstmState){trows(H1, (int64_t)(t - 1) * B, B), trows(C1, (int64_t)(t - 1) * B, B)};
         LstmState next = {trows(H1, (int64_t)t * B, B), trows(C1, (int64_t)t * B, B)};
-        Tensor mask_t = tnull(d.tgt_mask) ? tnone() : trows(d.tgt_mask, t, 1);
+        Tensor mask_t = tnull(d.tgt_rows.mask) ? tnone() : trows(d.tgt_rows.mask, t, 1);
         lstm_step_forward(c, &m->dec[0], trows(X1, (int64_t)t * B, B), t ? &prev : NULL, mask_t, &next,
                           backward ? &sc[t] : NULL);
         attention_forward(c, &m->att, &keys, next.h, 1, d.src_len, trows(Ctxs, (int64_t)t * B, B), &ac[t]);
@@ -376,17 +319,17 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
             OP(be, copy, tcols(ins[l], 0, D), x);
             OP(be, copy, tcols(ins[l], D, D), Ctxs);
             ys[l] = nn_tensor(c, DT_F32, NT, D);
-            lstm_forward(c, &m->dec[l], ins[l], T, B, d.tgt_mask, NULL, 0, ys[l], NULL, &lc[l]);
+            lstm_forward(c, &m->dec[l], ins[l], T, B, d.tgt_rows.mask, NULL, 0, ys[l], NULL, &lc[l]);
             outs[l] = nn_tensor(c, DT_F32, NT, D);
             nn_dropout(c, ys[l], outs[l], dec_dropout(cfg, l), m->site_dec[l]);
-            if (cfg->residual) OP(be, axpby, 1, x, 1, outs[l]);
+            if (cfg->common.residual) OP(be, axpby, 1, x, 1, outs[l]);
             x = outs[l];
         }
         if (cfg->dec_moe_after == l + 1) {
             moe_in = x;
             moe_out = nn_tensor(c, DT_F32, NT, D);
-            moe_block_forward(c, &m->dec_moe, x, d.tgt_valid, d.tgt_keys, dec_moe_dropout(cfg), m->site_dmoe,
-                              cfg->residual, moe_out, &mb);
+            moe_block_forward(c, &m->dec_moe, x, d.tgt_rows.valid, d.tgt_rows.keys, dec_moe_dropout(cfg), m->site_dmoe,
+                              cfg->common.residual, moe_out, &mb);
             moe_block_losses(c, &mb, res->moe);
             x = moe_out;
         }
@@ -396,9 +339,9 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
     /* softmax */
     Tensor loss = nn_zeros(c, DT_F32, 1, 1);
     SoftmaxCache smc;
-    if (c->train && cfg->sampled) {
+    if (c->train && cfg->common.sampled) {
         SoftmaxSamples smp;
-        softmax_sample(c, &m->sm, cfg->samples, in->tgt_out, NT, &smp);
+        softmax_sample(c, &m->sm, cfg->common.samples, in->tgt_out, NT, &smp);
         softmax_sampled_forward(c, &m->sm, &smp, x, d.tgt_out, d.w, loss, &smc);
     } else {
         softmax_full_forward(c, &m->sm, x, d.tgt_out, d.w, loss, &smc);
@@ -415,8 +358,8 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
         for (int l = cfg->dec_depth - 1; l >= 0; l--) {
             if (cfg->dec_moe_after == l + 1) {
                 Tensor dm = nn_tensor(c, DT_F32, NT, D);
-                moe_block_backward(c, &m->dec_moe, &mb, d.tgt_valid, dec_moe_dropout(cfg), m->site_dmoe, cfg->residual,
-                                   dx, dm);
+                moe_block_backward(c, &m->dec_moe, &mb, d.tgt_rows.valid, dec_moe_dropout(cfg), m->site_dmoe,
+                                   cfg->common.residual, dx, dm);
                 dx = dm;
             }
             if (l == 0) break;
@@ -426,7 +369,7 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
             OP(be, axpby, 1, tcols(dz, D, D), 1, dCtx);
             Tensor dprev = nn_tensor(c, DT_F32, NT, D);
             OP(be, copy, dprev, tcols(dz, 0, D));
-            if (cfg->residual) OP(be, axpby, 1, dx, 1, dprev);
+            if (cfg->common.residual) OP(be, axpby, 1, dx, 1, dprev);
             dx = dprev;
         }
         Tensor dH1 = nn_tensor(c, DT_F32, NT, D);
@@ -444,7 +387,7 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult 
         }
         Tensor dE = nn_tensor(c, DT_F32, NT, D);
         OP(be, copy, dE, tcols(dX1, 0, D));
-        nn_dropout_backward(c, dE, dE, cfg->drop.emb, m->site_tgt);
+        nn_dropout_backward(c, dE, dE, cfg->common.drop.emb, m->site_tgt);
         embedding_backward(c, &m->tgt_emb, d.tgt_in, dE);
         Tensor denc = nn_tensor(c, DT_F32, (int64_t)S * B, D);
         attention_keys_backward(c, &m->att, &keys, denc);
@@ -545,13 +488,13 @@ void s2s_decoder_step(S2sDecoder *d, const int32_t *prev, float *logp, float *at
             lstm_step_forward(c, &m->dec[l], z, &d->st[l], tnone(), &d->nx[l], NULL);
             Tensor o = nn_tensor(c, DT_F32, NK, D);
             OP(be, copy, o, d->nx[l].h);
-            if (cfg->residual) OP(be, axpby, 1, x, 1, o);
+            if (cfg->common.residual) OP(be, axpby, 1, x, 1, o);
             x = o;
         }
         if (cfg->dec_moe_after == l + 1) {
             Tensor o = nn_tensor(c, DT_F32, NK, D);
             MoeBlockCache mb;
-            moe_block_forward(c, &m->dec_moe, x, tnone(), tnone(), 0, m->site_dmoe, cfg->residual, o, &mb);
+            moe_block_forward(c, &m->dec_moe, x, tnone(), tnone(), 0, m->site_dmoe, cfg->common.residual, o, &mb);
             x = o;
         }
     }

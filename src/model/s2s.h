@@ -15,7 +15,9 @@
 #ifndef MOE_MODEL_S2S_H
 #define MOE_MODEL_S2S_H
 
-#include "model/dropouts.h"
+#include "core/options.h"
+#include "model/model.h"
+#include "model/model_common.h"
 #include "nn/attention.h"
 #include "nn/lstm.h"
 #include "nn/moe.h"
@@ -33,17 +35,20 @@ typedef struct S2sConfig {
     int enc_bidir;
     AttnType attention;
     int64_t att_dim;
-    MoeConfig moe;
-    Dropouts drop;          /* dropout per site (model/dropouts.h); out: the top decoder layer */
-    real label_smoothing;   /* of the full softmax in training (0 = off) */
-    int residual;
-    int tied;               /* target embedding = softmax weights */
+    ModelCommon common;     /* MoE, dropout (out: the top decoder layer), softmax... (model/model_common.h);
+                               tied: the target embedding is the softmax weights */
     int tied_all;           /* and the source embedding is the target one too */
-    int sampled;            /* sampled softmax in training */
-    int64_t samples, chunk;
 } S2sConfig;
 
 const char *s2s_config_error(const S2sConfig *c);
+/* The settings of the options for a shared vocabulary of `vocab` pieces;
+ * NULL or a one-line reason the options do not describe a model. */
+const char *s2s_config_from_options(const Config *cfg, int64_t vocab, S2sConfig *out);
+/* A one-line description: "encoder 3 (first bidirectional) x lstm 2048/512 | ...". */
+void s2s_config_describe(const S2sConfig *c, char *buf, size_t n);
+
+/* The translation model behind the model interface (s2s_ops.c). */
+extern const ModelOps s2s_model_ops;
 
 typedef struct S2s {
     S2sConfig cfg;
@@ -62,6 +67,10 @@ int64_t s2s_count_params(const S2sConfig *cfg, int exclude_embed_softmax);
 /* Forward multiply-adds per target timestep (encoder counted per source
  * token of equal length; softmax excluded), as the paper's ops/timestep. */
 int64_t s2s_macs_per_token(const S2sConfig *cfg);
+/* The layers in forward order: encoder (its MoE after its layer), decoder
+ * (attention after its first layer, its MoE after its layer), softmax
+ * (ModelOps.layers). */
+int s2s_layers(const S2s *m, ModelLayer *out, int max);
 
 /* A batch in device-friendly host arrays (time-major, like data/parallel.h). */
 typedef struct S2sInput {

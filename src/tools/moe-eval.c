@@ -18,8 +18,9 @@
 #include "data/textio.h"
 #include "decode/lm_eval.h"
 #include "decode/translate.h"
-#include "model/lm_file.h"
-#include "model/s2s_file.h"
+#include "model/lm.h"
+#include "model/model_file.h"
+#include "model/s2s.h"
 #include "text/bleu.h"
 #include "text/chrf.h"
 #include "text/utf8.h"
@@ -52,12 +53,14 @@ static int eval_lm(const Config *cfg) {
     const char *const *text = cfg_list(cfg, "text", &nt);
     if (!nt) FATAL_HINT(EXIT_USAGE, "e.g. moe-eval -m model.bin --text test.txt", "--text: no file to score");
     Backend *be = session_backend(cfg);
-    LmFile f;
-    lm_file_load(&f, path, be);
+    ModelFile f;
+    model_file_load(&f, path, &lm_model_ops, be);
+    const Lm *lm = f.model.net;
+    const Vocab *vocab = f.vocab;
     char err[1024];
     LmCorpus *corpus;
     LmReadOpts ro = {.max_line = 1 << 20, .skip_bad_lines = 0};
-    if (lm_corpus_load(&corpus, text, (int)nt, f.vocab, &ro, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
+    if (lm_corpus_load(&corpus, text, (int)nt, vocab, &ro, err, sizeof err)) FATAL(EXIT_RUNTIME, "%s", err);
     int stream = !strcmp(cfg_str(f.cfg, "batching"), "stream");
     LmIter *it;
     int rc = stream ? lm_iter_eval_stream(&it, corpus, (int)cfg_int(f.cfg, "bptt"), 1, err, sizeof err)
@@ -66,10 +69,10 @@ static int eval_lm(const Config *cfg) {
     Arena arena;
     arena_init(&arena, be, 0, "activations");
     Ctx ctx = {.be = be, .arena = &arena, .ps = &f.ps, .train = 0, .seed = 1};
-    WordOut wo = {f.vocab};
+    WordOut wo = {vocab};
     int words = cfg_bool(cfg, "word-scores");
     LmEvalResult ev;
-    if (lm_evaluate(&ctx, &f.lm, it, &ev, words ? print_words : NULL, &wo, err, sizeof err))
+    if (lm_evaluate(&ctx, lm, it, &ev, words ? print_words : NULL, &wo, err, sizeof err))
         FATAL(EXIT_RUNTIME, "%s", err);
     double ce = ev.tokens ? -ev.logp / (double)ev.tokens : NAN;
     if (cfg_bool(cfg, "json")) {
@@ -95,7 +98,7 @@ static int eval_lm(const Config *cfg) {
     lm_iter_free(it);
     lm_corpus_free(corpus);
     arena_destroy(&arena);
-    lm_file_free(&f);
+    model_file_free(&f);
     backend_destroy(be);
     return 0;
 }
@@ -252,13 +255,13 @@ static int eval_translate(const Config *cfg) {
     const char *const *test = cfg_list(cfg, "test", &nt);
     const char *const *more = cfg_list(cfg, "refs", &nr);
     Backend *be = session_backend(cfg);
-    S2sFile f;
-    s2s_file_load(&f, cfg_str(cfg, "model"), be);
+    ModelFile f;
+    model_file_load(&f, cfg_str(cfg, "model"), &s2s_model_ops, be);
     Lines src = read_lines(test[0]);
     Arena arena;
     arena_init(&arena, be, 0, "activations");
     Ctx ctx = {.be = be, .arena = &arena, .ps = &f.ps, .train = 0, .seed = 1};
-    Translator tl = {.ctx = &ctx, .m = &f.m, .spm = f.spm, .src_eos = 1, .where = test[0]};
+    Translator tl = {.ctx = &ctx, .m = f.model.net, .spm = f.vocab, .src_eos = 1, .where = test[0]};
     tl.opts = beam_opts_from_config(cfg);
     int B = (int)cfg_int(cfg, "mini-batch");
     if (B < 1) FATAL(EXIT_USAGE, "--mini-batch must be at least 1");
@@ -286,7 +289,7 @@ static int eval_translate(const Config *cfg) {
     lines_free(&hyps);
     lines_free(&src);
     arena_destroy(&arena);
-    s2s_file_free(&f);
+    model_file_free(&f);
     backend_destroy(be);
     return 0;
 }

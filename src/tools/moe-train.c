@@ -3,13 +3,13 @@
  * Exit codes: 0 done; 1 runtime failure; 2 usage or recipe error; 143 saved
  * after SIGTERM/SIGINT. */
 #include <stdio.h>
-#include <string.h>
 
 #include "app/session.h"
 #include "core/check.h"
 #include "core/threads.h"
 #include "tools/backends.h"
 #include "train/plan.h"
+#include "train/tasks.h"
 #include "train/trainer.h"
 
 /* --plan: print what the recipe needs on --world-size processes. */
@@ -27,7 +27,7 @@ static int plan(const Config *cfg) {
 int main(int argc, char **argv) {
     threads_wait_policy(argv); /* may restart the program (core/threads.h) */
     backends_register_builtin();
-    session_block_signals();  /* before any thread starts: see train/session.c */
+    session_block_signals();  /* before any thread starts: see app/session.c */
     Config *cfg = options_init(TOOL_TRAIN, argc, argv);
     if (session_info(cfg, "moe-train")) {
         cfg_free(cfg); /* LeakSanitizer: --version, --build-info */
@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
         cfg_free(cfg);
         return rc;
     }
-    Task *task = !strcmp(cfg_str(cfg, "type"), "s2s") ? task_s2s_new() : task_lm_new();
+    Task *task = task_new(cfg_str(cfg, "type"));
     int rc = trainer_run(cfg, task);
     cfg_free(cfg);
     return rc;

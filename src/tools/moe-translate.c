@@ -23,7 +23,8 @@
 #include "core/log.h"
 #include "core/threads.h"
 #include "decode/translate.h"
-#include "model/s2s_file.h"
+#include "model/model_file.h"
+#include "model/s2s.h"
 #include "tools/backends.h"
 
 static FILE *out_open(const char *path) {
@@ -113,8 +114,8 @@ int main(int argc, char **argv) {
     }
     session_logging(cfg);
     Backend *be = session_backend(cfg);
-    S2sFile f;
-    s2s_file_load(&f, cfg_str(cfg, "model"), be);
+    ModelFile f;
+    model_file_load(&f, cfg_str(cfg, "model"), &s2s_model_ops, be);
     const char *ipath = cfg_str(cfg, "input");
     int infd = strcmp(ipath, "-") ? open(ipath, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
     if (infd < 0) FATAL(EXIT_RUNTIME, "--input: cannot open '%s': %s", ipath, strerror(errno));
@@ -124,7 +125,8 @@ int main(int argc, char **argv) {
     Arena arena;
     arena_init(&arena, be, 0, "activations");
     Ctx ctx = {.be = be, .arena = &arena, .ps = &f.ps, .train = 0, .seed = 1};
-    Translator tl = {.ctx = &ctx, .m = &f.m, .spm = f.spm, .src_eos = 1, .where = strcmp(ipath, "-") ? ipath : "stdin"};
+    Translator tl = {
+        .ctx = &ctx, .m = f.model.net, .spm = f.vocab, .src_eos = 1, .where = strcmp(ipath, "-") ? ipath : "stdin"};
     tl.opts = beam_opts_from_config(cfg);
     int nbest = cfg_bool(cfg, "n-best");
     if (nbest) tl.opts.nbest = tl.opts.beam_size;
@@ -168,7 +170,7 @@ int main(int argc, char **argv) {
     free(res);
     if (infd != STDIN_FILENO) close(infd);
     arena_destroy(&arena);
-    s2s_file_free(&f);
+    model_file_free(&f);
     backend_destroy(be);
     cfg_free(cfg);
     return 0;

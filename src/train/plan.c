@@ -7,10 +7,9 @@
 #include <string.h>
 
 #include "core/check.h"
-#include "data/vocab.h"
 #include "dist/grad_sync.h"
-#include "model/model_cfg.h"
-#include "text/spm.h"
+#include "model/act.h"
+#include "model/model.h"
 #include "train/checkpoint.h"
 #include "train/optim.h"
 #include "train/trainer.h"
@@ -37,109 +36,19 @@ double plan_parse_bytes(const char *s) {
     return *end ? -1 : v * mult;
 }
 
-/* ---- activation memory (f32 values per token; see the layers in src/nn) ---- */
-
-/* Pairs (token, expert) an MoE row is routed to. */
-static double routed(const MoeConfig *m) {
-    if (m->experts == 1) return 1;
-    if (m->gating == MOE_GATE_SOFTMAX) return m->experts;
-    return m->groups ? (double)m->k * m->k : m->k;
-}
-
-/* An MoE layer's rows: what stays for the backward, and the largest
- * temporary of its backward. */
-static void moe_act(const MoeConfig *m, int sharded, double *keep, double *temp) {
-    double d = (double)m->dim, h = (double)m->hidden, L = m->hidden_layers, K = routed(m), k = m->k;
-    double n1 = m->groups ? m->groups : m->experts, b = m->groups ? (double)m->experts / m->groups : 0;
-    double gate = m->experts == 1 ? 2 : m->gating == MOE_GATE_NOISY_TOPK ? 4 * n1 + 3 * k + 2 : 4 * n1 + 2 * K + 1;
-    double hier = m->groups ? k * (d + 6) + k * (4 * b + 3 * k + 2) + k * b : 0;
-    double route = 4 * K + 1 + (sharded ? 4 * K : 0);
-    double experts = K * d * 2 + (m->recompute ? 0 : K * h * L);   /* xe, ye (+ hidden layers) */
-    double block = 3 * d;                                            /* MoE input rows, sigmoid, output */
-    *keep = gate + hier + route + experts + block;
-    /* backward: output gradients, recomputed and gradient hidden layers,
-     * the exchange buffers, the gates' gradients */
-    *temp = K * d * 2 + K + K * h * L * (m->recompute ? 2 : 1) + K * d + (sharded ? 3 * K * d : 0) + 2 * n1 +
-            (m->groups ? k * (d + 2 * b + 2) + d : 0) + 2 * d;
-}
-
-static double lstm_keep(int64_t d, int64_t H, int64_t P) { return 2.0 * d + 5.0 * H + (P ? H : 0); }
-
-static double lm_act(const LmConfig *c, int sharded, double tok) {
-    double d = (double)c->dim, keep = 5 + d + d, temp = 0; /* batch arrays, embedding, top gradient */
-    for (int l = 0; l < c->n_layers; l++) {
-        if (c->kind[l] == LM_LAYER_LSTM) {
-            keep += lstm_keep(c->dim, c->rnn, c->proj) + 2 * d; /* + its output gradient and dropout's */
-            temp = fmax(temp, d + 8);
-        } else {
-            double k, t;
-            MoeConfig m = c->moe;
-            m.dim = c->dim;
-            moe_act(&m, sharded, &k, &t);
-            keep += k + d;
-            temp = fmax(temp, t);
-        }
-    }
-    double per_batch = 0;
-    if (c->sampled) {
-        keep += d + c->samples + 2;                      /* W_y rows, sampled logits, target logits */
-        temp = fmax(temp, d);
-        per_batch = 2.0 * c->samples * d + c->samples;   /* W_S and its gradient */
-    } else {
-        int64_t C = c->chunk > 0 ? c->chunk : 8192;
-        keep += 1;
-        temp = fmax(temp, (double)(C < c->vocab ? C : c->vocab) + 4);
-    }
-    return 4.0 * ((keep + temp) * tok + per_batch);
-}
-
-static double s2s_act(const S2sConfig *c, int sharded, double tok) {
-    /* per target token, with as many source tokens and sentences of ~25 tokens */
-    double d = (double)c->dim, H = (double)c->rnn, n = (double)c->att_dim, S = 25;
-    double keep = 8, temp = 0;
-    keep += d + c->enc_depth * (lstm_keep(c->dim, c->rnn, c->proj) + 2 * d) + 2 * n + 2 * n; /* encoder, keys */
-    keep += d + 2 * d + d + H + d + 4 * H + 2 * H + n + S;                                  /* decoder layer 1 */
-    keep += (c->dec_depth - 1) * (2 * d + lstm_keep(c->dim, c->rnn, c->proj) + 4 * d);       /* layers above */
-    keep += 6 * d;                                                                         /* backward */
-    MoeConfig m = c->moe;
-    m.dim = c->dim;
-    for (int i = 0; i < (c->enc_moe_after > 0) + (c->dec_moe_after > 0); i++) {
-        double k, t;
-        moe_act(&m, sharded, &k, &t);
-        keep += k + d;
-        temp = fmax(temp, t);
-    }
-    double per_batch = 0;
-    if (c->sampled) {
-        keep += d + c->samples + 2;
-        per_batch = 2.0 * c->samples * d;
-    } else {
-        int64_t C = c->chunk > 0 ? c->chunk : 8192;
-        temp = fmax(temp, (double)(C < c->vocab ? C : c->vocab) + 4);
-    }
-    return 4.0 * ((keep + temp) * tok + per_batch);
-}
-
 /* ---- the plan ------------------------------------------------------------------ */
 
-static int64_t vocab_size_of(const Config *cfg, int s2s, char *err, size_t n) {
+static int64_t vocab_size_of(const Config *cfg, const ModelOps *ops, char *err, size_t n) {
     size_t nd = 0, nv = 0;
     const int64_t *dims = cfg_list_int(cfg, "dim-vocabs", &nd);
     const char *const *vocabs = cfg_list(cfg, "vocabs", &nv);
     if (nd && dims[0] > 0) return dims[0];
     if (nv && train_file_exists(vocabs[0])) {
-        if (s2s) {
-            Spm *spm;
-            if (spm_load_file(vocabs[0], &spm, err, n)) return -1;
-            int64_t v = spm_vocab_size(spm);
-            spm_free(spm);
-            return v;
-        }
-        Vocab *v;
-        if (vocab_read(&v, vocabs[0], 0, err, n)) return -1;
-        int64_t s = vocab_size(v);
-        vocab_free(v);
-        return s;
+        void *v;
+        if (ops->vocab_from_file(&v, vocabs[0], err, n)) return -1;
+        int64_t size = ops->vocab_size(v);
+        ops->vocab_free(v);
+        return size;
     }
     snprintf(err, n, "--plan needs the vocabulary size: set --dim-vocabs, or --vocabs to an existing file");
     return -1;
@@ -150,27 +59,23 @@ int plan_compute(const Config *cfg, int world, double gpu_bytes, int64_t vocab, 
     if (world < 1) world = 1;
     r->world = world;
     r->gpu_bytes = gpu_bytes;
-    r->s2s = !strcmp(cfg_str(cfg, "type"), "s2s");
-    int64_t V = vocab > 0 ? vocab : vocab_size_of(cfg, r->s2s, err, n);
+    const ModelOps *ops = model_ops_find(cfg_str(cfg, "type"));
+    if (!ops) {
+        snprintf(err, n, "--type %s: no such model type", cfg_str(cfg, "type"));
+        return -1;
+    }
+    int64_t V = vocab > 0 ? vocab : vocab_size_of(cfg, ops, err, n);
     if (V < 0) return -1;
     r->vocab = V;
 
-    LmConfig lc;
-    S2sConfig sc;
-    const MoeConfig *mc;
-    const char *e;
-    if (r->s2s) {
-        e = s2s_config_from_options(cfg, V, &sc);
-        if (!e) e = s2s_config_error(&sc);
-        mc = &sc.moe;
-    } else {
-        e = lm_config_from_options(cfg, V, &lc);
-        mc = &lc.moe;
-    }
+    Model md;
+    const char *e = model_config(&md, ops, cfg, V);
     if (e) {
         snprintf(err, n, "%s", e);
+        model_free(&md);
         return -1;
     }
+    const ModelCommon *mc = model_common(ops, md.cfg);
 
     /* the model registered as training would place it on rank 0 */
     ParamStore ps;
@@ -178,19 +83,11 @@ int plan_compute(const Config *cfg, int world, double gpu_bytes, int64_t vocab, 
     ps.dist = world > 1;
     ps.world = world;
     ps.rank = 0;
-    Lm lm;
-    S2s s2m;
-    if (r->s2s) {
-        s2s_init(&s2m, &ps, &sc);
-        s2s_config_describe(&sc, r->model, sizeof r->model);
-        r->ops_token = (double)s2s_macs_per_token(&sc);
-        r->moe_layers = (sc.enc_moe_after > 0) + (sc.dec_moe_after > 0);
-    } else {
-        lm_init(&lm, &ps, &lc);
-        lm_config_describe(&lc, r->model, sizeof r->model);
-        r->ops_token = (double)lm_macs_per_token(&lc);
-        for (int l = 0; l < lc.n_layers; l++) r->moe_layers += lc.kind[l] == LM_LAYER_MOE;
-    }
+    model_init(&md, &ps, NULL);
+    ops->describe(md.cfg, r->model, sizeof r->model);
+    r->ops_token = (double)ops->macs_per_token(md.cfg);
+    const Moe *moe[MODEL_MAX_LAYERS];
+    r->moe_layers = model_moe_layers(ops, md.net, moe, MODEL_MAX_LAYERS);
     OptConfig oc;
     optim_config_from_options(cfg, &oc);
     Optimizer opt;
@@ -217,12 +114,13 @@ int plan_compute(const Config *cfg, int world, double gpu_bytes, int64_t vocab, 
 
     /* the batch: tokens per micro-batch over all processes */
     double tok;
-    if (!r->s2s && !strcmp(cfg_str(cfg, "batching"), "stream"))
+    if (ops->stream_batches && !strcmp(cfg_str(cfg, "batching"), "stream"))
         tok = (double)cfg_int(cfg, "mini-batch") * (double)cfg_int(cfg, "bptt");
     else
         tok = (double)cfg_int(cfg, "mini-batch-words");
     if (!(tok > 0)) {
         snprintf(err, n, "--plan needs the batch size in tokens: set --mini-batch-words");
+        model_free(&md);
         return -1;
     }
     int64_t delay = cfg_int(cfg, "optimizer-delay");
@@ -230,15 +128,15 @@ int plan_compute(const Config *cfg, int world, double gpu_bytes, int64_t vocab, 
     r->tokens_rank = tok / world;
 
     /* compute: 2 FLOPs per multiply-add, backward twice the forward (the paper's count) */
-    int64_t D = r->s2s ? sc.dim : lc.dim;
-    int sampled = r->s2s ? sc.sampled : lc.sampled;
-    double sm = (double)D * (sampled ? (double)(r->s2s ? sc.samples : lc.samples) + 1 : (double)V);
+    int64_t D = ops->dim(md.cfg);
+    int sampled = mc->sampled;
+    double sm = (double)D * (sampled ? (double)mc->samples + 1 : (double)V);
     r->flops_token = 6.0 * (r->ops_token + sm);
     r->step_flops_rank = r->flops_token * r->tokens_step / world;
-    MoeConfig m = *mc;
+    MoeConfig m = mc->moe;
     m.dim = D;
     double pair_macs = (double)D * m.hidden * 2 + (double)(m.hidden_layers - 1) * m.hidden * m.hidden;
-    double pairs_rank = r->tokens_step / world * routed(&m) * r->moe_layers;
+    double pairs_rank = r->tokens_step / world * act_moe_routed(&m) * r->moe_layers;
     r->expert_flops_rank = r->moe_layers ? 6.0 * pair_macs * pairs_rank : 0;
     r->expert_hidden = m.hidden * m.hidden_layers;
     if (r->experts_sharded && world > 1) {
@@ -247,15 +145,16 @@ int plan_compute(const Config *cfg, int world, double gpu_bytes, int64_t vocab, 
         r->flop_per_byte = r->expert_flops_rank / r->a2a_bytes_rank;
     }
     /* sparse tables: rows a step touches, at most one per target token and sample */
-    double rows = fmin((double)V, r->tokens_step + (sampled ? (double)(r->s2s ? sc.samples : lc.samples) : 0));
+    double rows = fmin((double)V, r->tokens_step + (sampled ? (double)mc->samples : 0));
     if (!sampled) rows = (double)V;
     r->allreduce_bytes_rank = dense_sync + (world > 1 ? rows * sparse_cols * sizeof(real) * 2.0 * (world - 1) / world : 0);
 
     /* memory per process */
     r->state_bytes = (2.0 * r->params_rank + r->opt_rank) * sizeof(real);
-    r->act_bytes = r->s2s ? s2s_act(&sc, r->experts_sharded, r->tokens_rank) : lm_act(&lc, r->experts_sharded, r->tokens_rank);
+    r->act_bytes = ops->act_bytes(md.cfg, r->experts_sharded, r->tokens_rank);
     r->overhead_bytes = 1.5 * GIB;
     r->fits = r->state_bytes + r->act_bytes + r->overhead_bytes <= gpu_bytes;
+    model_free(&md);
     return 0;
 }
 

@@ -19,7 +19,6 @@
 
 typedef struct PlanResult {
     int world;
-    int s2s;                     /* translation model */
     char model[512];             /* one-line description */
     int64_t vocab;
     int64_t params_all;          /* every parameter of the model */

@@ -10,15 +10,15 @@
 #include "core/log.h"
 #include "data/shards.h"
 #include "io/model_io.h"
-#include "core/recipe.h"
-#include "model/model_cfg.h"
+#include "model/lm.h"
 #include "decode/lm_eval.h"
 #include "train/trainer.h"
 
 typedef struct {
     Task base;
     Vocab *vocab;
-    LmConfig lc;
+    Model model;       /* the configuration and k->lm behind the model interface */
+    LmConfig lc;       /* k->lm.cfg */
     Lm lm;
     LmCorpus *corpus, *valid;
     ShardSet *shards;
@@ -63,65 +63,17 @@ static Vocab *vocab_setup(const Config *cfg) {
     return v;
 }
 
-/* A stored model must have the architecture the options describe. */
-static void check_same_architecture(const LmConfig *a, const LmConfig *b, const char *path) {
-    LmConfig x = *a, y = *b;
-    /* training-only settings may change between runs */
-    x.drop = y.drop = DROPOUTS_ALL(0);
-    x.label_smoothing = y.label_smoothing = 0;
-    x.sampled = y.sampled = 0;
-    x.samples = y.samples = 0;
-    x.chunk = y.chunk = 0;
-    x.moe.w_importance = y.moe.w_importance = 0;
-    x.moe.w_load = y.moe.w_load = 0;
-    x.moe.w_threshold = y.moe.w_threshold = 0;
-    x.moe.recompute = y.moe.recompute = 0;
-    if (memcmp(&x, &y, sizeof x) == 0) return;
-    char da[512], db[512];
-    lm_config_describe(a, da, sizeof da);
-    lm_config_describe(b, db, sizeof db);
-    FATAL_HINT(EXIT_USAGE, "pass --no-reload to start afresh, or another --model",
-               "%s holds a different model (%s) than the options describe (%s)", path, db, da);
-}
-
 static void setup_model(Task *t, Trainer *tr, ckpt_reader *stored) {
     LmTask *k = (LmTask *)t;
-    const Config *cfg = tr->cfg;
-    char err[1024];
     /* before a vocabulary is built: a gate the task cannot train is refused at once */
-    const char *ge = moe_options_train_error(cfg);
+    const char *ge = model_options_train_error(&lm_model_ops, tr->cfg);
     if (ge) FATAL(EXIT_USAGE, "%s", ge);
     k->be = tr->be;
-    if (stored) {
-        const void *vb;
-        size_t vn;
-        const char *yaml;
-        if (ckpt_get_blob(stored, "vocab", &vb, &vn) || vocab_deserialize(&k->vocab, vb, vn, err, sizeof err))
-            FATAL(EXIT_RUNTIME, "%s: no usable vocabulary: %s", tr->paths.model, ckpt_errmsg(stored));
-        Config *sc = cfg_new(TOOL_TRAIN);
-        if (ckpt_get_str(stored, "config", &yaml) ||
-            recipe_load_string(sc, yaml, strlen(yaml), tr->paths.model, err, sizeof err))
-            FATAL(EXIT_RUNTIME, "%s: unreadable stored config", tr->paths.model);
-        LmConfig stored_lc;
-        const char *e = lm_config_from_options(sc, vocab_size(k->vocab), &stored_lc);
-        if (e) FATAL(EXIT_RUNTIME, "%s: %s", tr->paths.model, e);
-        cfg_free(sc);
-        e = lm_config_from_options(cfg, vocab_size(k->vocab), &k->lc);
-        if (e) FATAL(EXIT_USAGE, "%s", e);
-        check_same_architecture(&k->lc, &stored_lc, tr->paths.model);
-    } else {
-        k->vocab = vocab_setup(cfg);
-        const char *e = lm_config_from_options(cfg, vocab_size(k->vocab), &k->lc);
-        if (e) FATAL(EXIT_USAGE, "%s", e);
-    }
-    char desc[512];
-    lm_config_describe(&k->lc, desc, sizeof desc);
-    log_line("model", "%s", desc);
-    lm_init(&k->lm, &tr->ps, &k->lc);
+    k->vocab = stored ? model_stored_vocab(stored, tr->paths.model, &lm_model_ops) : vocab_setup(tr->cfg);
+    model_setup(&k->model, &lm_model_ops, tr->cfg, stored, tr->paths.model, vocab_size(k->vocab), &tr->ps, &k->lm,
+                tr->be->name);
+    k->lc = k->lm.cfg;
     tr->vocab = vocab_size(k->vocab);
-    log_line("model", "parameters %.1fM excluding embedding and softmax | %.1fM total | ops/timestep %.2fM | backend %s",
-             params_count(&tr->ps, 1) / 1e6, params_count(&tr->ps, 0) / 1e6, lm_macs_per_token(&k->lc) / 1e6,
-             tr->be->name);
 }
 
 static void setup_data(Task *t, Trainer *tr) {
@@ -275,11 +227,7 @@ static int validate(Task *t, Trainer *tr, const char *metric, double *value, int
 static double epoch_tokens(Task *t) { return ((LmTask *)t)->epoch_tokens; }
 
 static int moe_layers(Task *t, const Moe **out, int max) {
-    LmTask *k = (LmTask *)t;
-    int n = 0;
-    for (int l = 0; l < k->lm.cfg.n_layers && n < max; l++)
-        if (k->lm.cfg.kind[l] == LM_LAYER_MOE) out[n++] = &k->lm.moe[l];
-    return n;
+    return model_moe_layers(&lm_model_ops, &((LmTask *)t)->lm, out, max);
 }
 
 static void task_free(Task *t) {
@@ -291,6 +239,7 @@ static void task_free(Task *t) {
     if (k->be) lm_carry_free(k->be, &k->carry);
     lm_batchbuf_free(&k->slice);
     vocab_free(k->vocab);
+    model_free(&k->model);
     free(k);
 }
 

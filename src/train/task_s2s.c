@@ -13,8 +13,7 @@
 #include "data/textio.h"
 #include "decode/translate.h"
 #include "io/model_io.h"
-#include "core/recipe.h"
-#include "model/model_cfg.h"
+#include "model/s2s.h"
 #include "text/bleu.h"
 #include "text/chrf.h"
 #include "train/trainer.h"
@@ -24,7 +23,7 @@ typedef struct {
     Spm *spm;
     char *spm_bytes;
     size_t spm_len;
-    S2sConfig sc;
+    Model model; /* the configuration and k->m behind the model interface */
     S2s m;
     ParCorpus *corpus, *valid;
     ParIter *it;
@@ -72,63 +71,20 @@ static void spm_setup(S2sTask *k, const Config *cfg) {
     if (spm_serialize(k->spm, &k->spm_bytes, &k->spm_len)) FATAL(EXIT_RUNTIME, "%s", spm_last_error(k->spm));
 }
 
-static void check_same_architecture(const S2sConfig *a, const S2sConfig *b, const char *path) {
-    S2sConfig x = *a, y = *b;
-    x.drop = y.drop = DROPOUTS_ALL(0);
-    x.label_smoothing = y.label_smoothing = 0;
-    x.sampled = y.sampled = 0;
-    x.samples = y.samples = 0;
-    x.chunk = y.chunk = 0;
-    x.moe.w_importance = y.moe.w_importance = 0;
-    x.moe.w_load = y.moe.w_load = 0;
-    x.moe.w_threshold = y.moe.w_threshold = 0;
-    x.moe.recompute = y.moe.recompute = 0;
-    if (memcmp(&x, &y, sizeof x) == 0) return;
-    char da[512], db[512];
-    s2s_config_describe(a, da, sizeof da);
-    s2s_config_describe(b, db, sizeof db);
-    FATAL_HINT(EXIT_USAGE, "pass --no-reload to start afresh, or another --model",
-               "%s holds a different model (%s) than the options describe (%s)", path, db, da);
-}
-
 static void setup_model(Task *t, Trainer *tr, ckpt_reader *stored) {
     S2sTask *k = (S2sTask *)t;
-    const Config *cfg = tr->cfg;
-    char err[1024];
     /* before a vocabulary is built: a gate the task cannot train is refused at once */
-    const char *ge = moe_options_train_error(cfg);
+    const char *ge = model_options_train_error(&s2s_model_ops, tr->cfg);
     if (ge) FATAL(EXIT_USAGE, "%s", ge);
     if (stored) {
-        const void *b;
-        size_t n;
-        const char *yaml;
-        if (ckpt_get_blob(stored, "spm", &b, &n) || spm_load_bytes(b, n, &k->spm, err, sizeof err))
-            FATAL(EXIT_RUNTIME, "%s: no usable SentencePiece model", tr->paths.model);
+        k->spm = model_stored_vocab(stored, tr->paths.model, &s2s_model_ops);
         if (spm_serialize(k->spm, &k->spm_bytes, &k->spm_len)) FATAL(EXIT_RUNTIME, "%s", spm_last_error(k->spm));
-        Config *sc = cfg_new(TOOL_TRAIN);
-        if (ckpt_get_str(stored, "config", &yaml) ||
-            recipe_load_string(sc, yaml, strlen(yaml), tr->paths.model, err, sizeof err))
-            FATAL(EXIT_RUNTIME, "%s: unreadable stored config", tr->paths.model);
-        S2sConfig old;
-        const char *e = s2s_config_from_options(sc, spm_vocab_size(k->spm), &old);
-        if (e) FATAL(EXIT_RUNTIME, "%s: %s", tr->paths.model, e);
-        cfg_free(sc);
-        e = s2s_config_from_options(cfg, spm_vocab_size(k->spm), &k->sc);
-        if (e) FATAL(EXIT_USAGE, "%s", e);
-        check_same_architecture(&k->sc, &old, tr->paths.model);
     } else {
-        spm_setup(k, cfg);
-        const char *e = s2s_config_from_options(cfg, spm_vocab_size(k->spm), &k->sc);
-        if (e) FATAL(EXIT_USAGE, "%s", e);
+        spm_setup(k, tr->cfg);
     }
-    char desc[512];
-    s2s_config_describe(&k->sc, desc, sizeof desc);
-    log_line("model", "%s", desc);
-    s2s_init(&k->m, &tr->ps, &k->sc);
+    model_setup(&k->model, &s2s_model_ops, tr->cfg, stored, tr->paths.model, spm_vocab_size(k->spm), &tr->ps, &k->m,
+                tr->be->name);
     tr->vocab = spm_vocab_size(k->spm);
-    log_line("model", "parameters %.1fM excluding embeddings and softmax | %.1fM total | ops/timestep %.2fM | backend %s",
-             params_count(&tr->ps, 1) / 1e6, params_count(&tr->ps, 0) / 1e6, s2s_macs_per_token(&k->sc) / 1e6,
-             tr->be->name);
 }
 
 /* ---- data --------------------------------------------------------------------------- */
@@ -377,11 +333,7 @@ static int validate(Task *t, Trainer *tr, const char *metric, double *value, int
 static double epoch_tokens(Task *t) { return ((S2sTask *)t)->epoch_tokens; }
 
 static int moe_layers(Task *t, const Moe **out, int max) {
-    S2sTask *k = (S2sTask *)t;
-    int n = 0;
-    if (k->m.cfg.enc_moe_after && n < max) out[n++] = &k->m.enc_moe;
-    if (k->m.cfg.dec_moe_after && n < max) out[n++] = &k->m.dec_moe;
-    return n;
+    return model_moe_layers(&s2s_model_ops, &((S2sTask *)t)->m, out, max);
 }
 
 static void task_free(Task *t) {
@@ -394,6 +346,7 @@ static void task_free(Task *t) {
     spm_free(k->spm);
     free(k->spm_bytes);
     s2s_slice_free(&k->slice);
+    model_free(&k->model);
     free(k);
 }
 

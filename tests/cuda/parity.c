@@ -1109,14 +1109,15 @@ static double rel_d(double a, double b) { return fabs(a - b) / fmax(fabs(a), 1e-
 /* proj: LSTMP (rnn 24 projected to 16) and experts recomputed in backward. */
 static void test_model(const char *label, const char *layers, int groups, int sampled, MoeGating gating, int proj) {
     char name[160];
-    LmConfig cfg = {.vocab = 41, .dim = 16, .rnn = proj ? 24 : 16, .proj = proj ? 16 : 0, .drop = DROPOUTS_ALL(0.1f),
-                    .residual = 1, .sampled = sampled, .samples = 9, .chunk = 16};
+    LmConfig cfg = {.vocab = 41, .dim = 16, .rnn = proj ? 24 : 16, .proj = proj ? 16 : 0,
+                    .common = {.drop = DROPOUTS_ALL(0.1f), .residual = 1, .sampled = sampled, .samples = 9,
+                    .chunk = 16}};
     CHECK(!lm_parse_layers(&cfg, layers), "parity: bad layers");
-    cfg.moe = moe_config_default(16, groups ? 8 : 6, 2);
-    cfg.moe.groups = groups;
-    cfg.moe.hidden = 24;
-    cfg.moe.gating = gating;
-    cfg.moe.recompute = proj;
+    cfg.common.moe = moe_config_default(16, groups ? 8 : 6, 2);
+    cfg.common.moe.groups = groups;
+    cfg.common.moe.hidden = 24;
+    cfg.common.moe.gating = gating;
+    cfg.common.moe.recompute = proj;
     const char *err = lm_config_error(&cfg);
     CHECK(!err, "parity: model %s: %s", label, err ? err : "");
     /* a batch of 4 sequences of lengths 6, 3, 5, 1 (time-major, padding -1) */
@@ -1505,12 +1506,12 @@ static void prec_bits(void) {
  * fp32 CPU. */
 static void prec_model(int prec) {
     char name[160];
-    LmConfig cfg = {.vocab = 41, .dim = 16, .rnn = 16, .proj = 0, .drop = DROPOUTS_ALL(0.1f), .residual = 1, .sampled = 0,
-                    .samples = 9, .chunk = 16};
+    LmConfig cfg = {.vocab = 41, .dim = 16, .rnn = 16, .proj = 0, .common = {.drop = DROPOUTS_ALL(0.1f),
+                    .residual = 1, .sampled = 0, .samples = 9, .chunk = 16}};
     CHECK(!lm_parse_layers(&cfg, "lstm,moe,lstm"), "parity: bad layers");
-    cfg.moe = moe_config_default(16, 6, 2);
-    cfg.moe.hidden = 24;
-    cfg.moe.gating = MOE_GATE_SOFTMAX;
+    cfg.common.moe = moe_config_default(16, 6, 2);
+    cfg.common.moe.hidden = 24;
+    cfg.common.moe.gating = MOE_GATE_SOFTMAX;
     const char *err = lm_config_error(&cfg);
     CHECK(!err, "parity: precision model: %s", err ? err : "");
     enum { T = 6, B = 4 };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # moe-eval on one line of 200,000 words: every word is scored and memory stays bounded (the
-# line goes through the model in pieces with the LSTM state carried over, train/lm_eval.h;
+# line goes through the model in pieces with the LSTM state carried over, decode/lm_eval.h;
 # tests/unit/lm_eval_test.c checks that the pieces score what the whole line does).
 . "$(dirname "$0")/common.bash"
 . "$ROOT/tests/e2e/tiny.bash"

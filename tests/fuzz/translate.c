@@ -81,8 +81,8 @@ static void build_model(void) {
     params_init(&g_ps, g_be);
     S2sConfig cfg = {.vocab = spm_vocab_size(g_spm), .dim = 8, .rnn = 8, .proj = 0, .enc_depth = 2, .dec_depth = 2,
                      .enc_moe_after = 1, .dec_moe_after = 1, .enc_bidir = 1, .attention = ATTN_SEPARABLE,
-                     .att_dim = 4, .drop = DROPOUTS_ALL(0), .residual = 1, .chunk = 64};
-    cfg.moe = moe_config_default(8, 4, 2);
+                     .att_dim = 4, .common = {.drop = DROPOUTS_ALL(0), .residual = 1, .chunk = 64}};
+    cfg.common.moe = moe_config_default(8, 4, 2);
     const char *why = s2s_config_error(&cfg);
     if (why) {
         fprintf(stderr, "fuzz-translate: bad model config: %s\n", why);

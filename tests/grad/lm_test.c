@@ -41,12 +41,12 @@ static void grad_fn(void *u) {
 static void setup(Fix *f, const char *layers, int groups, int sampled) {
     memset(f, 0, sizeof *f);
     gc_env_init(&f->env);
-    LmConfig cfg = {.vocab = 13, .dim = 6, .rnn = 6, .proj = 0, .drop = DROPOUTS_ALL(0.2), .residual = 1,
-                    .sampled = sampled, .samples = 5, .chunk = 4};
+    LmConfig cfg = {.vocab = 13, .dim = 6, .rnn = 6, .proj = 0, .common = {.drop = DROPOUTS_ALL(0.2), .residual = 1,
+                    .sampled = sampled, .samples = 5, .chunk = 4}};
     assert_null(lm_parse_layers(&cfg, layers));
-    cfg.moe = moe_config_default(6, groups ? 8 : 5, 2);
-    cfg.moe.groups = groups;
-    cfg.moe.hidden = 7;
+    cfg.common.moe = moe_config_default(6, groups ? 8 : 5, 2);
+    cfg.common.moe.groups = groups;
+    cfg.common.moe.hidden = 7;
     lm_init(&f->lm, &f->env.ps, &cfg);
     gc_env_alloc(&f->env, 0.5);
     /* 3 sequences of lengths 5, 3, 4: time-major, padding targets -1 */

@@ -52,16 +52,16 @@ static void setup_ex(Fix *f, AttnType att, MoeGating gating, int bidir, const Ex
     memset(f, 0, sizeof *f);
     gc_env_init(&f->env);
     S2sConfig cfg = {.vocab = V, .dim = 4, .rnn = 5, .proj = 4, .enc_depth = 3, .dec_depth = 2, .enc_moe_after = 2,
-                     .dec_moe_after = 1, .enc_bidir = bidir, .attention = att, .att_dim = 3, .drop = DROPOUTS_ALL(0.2),
-                     .residual = 1, .chunk = 4};
+                     .dec_moe_after = 1, .enc_bidir = bidir, .attention = att, .att_dim = 3,
+                     .common = {.drop = DROPOUTS_ALL(0.2), .residual = 1, .chunk = 4}};
     if (x) {
-        cfg.drop = x->drop;
-        cfg.label_smoothing = x->label_smoothing;
+        cfg.common.drop = x->drop;
+        cfg.common.label_smoothing = x->label_smoothing;
         cfg.tied_all = x->tied_all;
     }
-    cfg.moe = moe_config_default(4, 4, 2);
-    cfg.moe.hidden = 5;
-    cfg.moe.gating = gating;
+    cfg.common.moe = moe_config_default(4, 4, 2);
+    cfg.common.moe.hidden = 5;
+    cfg.common.moe.gating = gating;
     s2s_init(&f->m, &f->env.ps, &cfg);
     gc_env_alloc(&f->env, 0.5);
     int sl[B] = {4, 2, 3}, tl[B] = {5, 3, 4};

@@ -1,4 +1,4 @@
-/* Scoring in bounded memory (train/lm_eval.h): a batch with a line of 3000
+/* Scoring in bounded memory (decode/lm_eval.h): a batch with a line of 3000
  * words, scored in pieces of a few time steps with the LSTM state carried
  * from piece to piece, gives the per-word log-probabilities and the totals
  * of the whole batch scored at once, to float rounding, with an activation
@@ -35,10 +35,10 @@ static void env_init(Env *e) {
     log_set_quiet(1);
     e->be = backend_create("cpu", 1);
     params_init(&e->ps, e->be);
-    LmConfig cfg = {.vocab = V, .dim = 8, .rnn = 8, .residual = 1, .chunk = 16};
+    LmConfig cfg = {.vocab = V, .dim = 8, .rnn = 8, .common = {.residual = 1, .chunk = 16}};
     assert_null(lm_parse_layers(&cfg, "lstm,moe,lstm"));
-    cfg.moe = moe_config_default(8, 4, 2);
-    cfg.moe.hidden = 8;
+    cfg.common.moe = moe_config_default(8, 4, 2);
+    cfg.common.moe.hidden = 8;
     lm_init(&e->lm, &e->ps, &cfg);
     params_alloc(&e->ps, NULL, NULL);
     params_randomize(&e->ps, 5);

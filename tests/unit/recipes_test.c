@@ -16,7 +16,8 @@
 
 #include "core/options.h"
 #include "core/recipe.h"
-#include "model/model_cfg.h"
+#include "model/lm.h"
+#include "model/s2s.h"
 #include "text/spm.h"
 
 static const struct {
