@@ -38,7 +38,7 @@ endif
 HAVE_PKGCONFIG := $(shell command -v pkg-config >/dev/null 2>&1 && echo yes)
 pc_has = $(if $(HAVE_PKGCONFIG),$(shell $(PKGCONF) --exists $(1) 2>/dev/null && echo yes))
 MISSING := $(foreach p,$(PKGS),$(if $(call pc_has,$(p)),,$(p)))
-# OpenMPI (optional): multi-process training on the CPU (src/dist/comm_mpi.c)
+# OpenMPI (optional): multi-process training on the CPU (src/comm/comm_mpi.c)
 HAVE_MPI := $(if $(filter 0,$(MPI)),,$(call pc_has,ompi-c))
 MPI_CFLAGS := $(if $(HAVE_MPI),-DMOE_HAVE_MPI $(shell $(PKGCONF) --cflags ompi-c 2>/dev/null))
 MPI_LIBS := $(if $(HAVE_MPI),$(shell $(PKGCONF) --libs ompi-c 2>/dev/null))

@@ -1,4 +1,4 @@
-/* The NCCL communicator (src/dist/comm.h, DESIGN.md §5): one process per GPU.
+/* The NCCL communicator (src/comm/comm.h, DESIGN.md §5): one process per GPU.
  *
  * Bootstrap: rank 0 draws the NCCL unique id and gives it to the others
  * through the MPI communicator that started the processes (mpirun/srun), or
@@ -31,7 +31,7 @@
 
 #include "cuda.cuh"
 extern "C" {
-#include "dist/comm.h"
+#include "comm/comm.h"
 }
 
 #define NCCL_CHECK(call)                                                                                    \

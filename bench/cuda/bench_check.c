@@ -24,16 +24,16 @@ static void put_i(ckpt_writer *w, const char *k, int64_t v) { ckpt_put_i64(w, k,
 static void put_f(ckpt_writer *w, const char *k, double v) { ckpt_put_f64(w, k, v); }
 
 static void put_moe(ckpt_writer *w, const MoeConfig *m) {
-    put_i(w, "cfg.common.moe.experts", m->experts);
-    put_i(w, "cfg.common.moe.groups", m->groups);
-    put_i(w, "cfg.common.moe.k", m->k);
-    put_i(w, "cfg.common.moe.hidden", m->hidden);
-    put_i(w, "cfg.common.moe.hidden_layers", m->hidden_layers);
-    ckpt_put_str(w, "cfg.common.moe.gating", gating_name(m->gating));
-    put_f(w, "cfg.common.moe.w_importance", m->w_importance);
-    put_f(w, "cfg.common.moe.w_load", m->w_load);
-    put_f(w, "cfg.common.moe.w_threshold", m->w_threshold);
-    put_f(w, "cfg.common.moe.noise_eps", m->noise_eps);
+    put_i(w, "cfg.moe.experts", m->experts);
+    put_i(w, "cfg.moe.groups", m->groups);
+    put_i(w, "cfg.moe.k", m->k);
+    put_i(w, "cfg.moe.hidden", m->hidden);
+    put_i(w, "cfg.moe.hidden_layers", m->hidden_layers);
+    ckpt_put_str(w, "cfg.moe.gating", gating_name(m->gating));
+    put_f(w, "cfg.moe.w_importance", m->w_importance);
+    put_f(w, "cfg.moe.w_load", m->w_load);
+    put_f(w, "cfg.moe.w_threshold", m->w_threshold);
+    put_f(w, "cfg.moe.noise_eps", m->noise_eps);
 }
 
 static void put_batch(ckpt_writer *w, const char *name, const int32_t *v, int64_t r, int64_t c) {
@@ -155,8 +155,8 @@ static void lm_family(Backend *be, const char *dir, const char *family, const ch
     put_i(w, "cfg.rnn", cfg.rnn);
     put_i(w, "cfg.proj", cfg.proj);
     ckpt_put_str(w, "cfg.layers", layers);
-    put_i(w, "cfg.common.residual", cfg.common.residual);
-    put_i(w, "cfg.common.chunk", cfg.common.chunk);
+    put_i(w, "cfg.residual", cfg.common.residual);
+    put_i(w, "cfg.chunk", cfg.common.chunk);
     put_moe(w, &cfg.common.moe);
     put_batch(w, "batch.inp", inp, T, B);
     put_batch(w, "batch.tgt", tgt, T, B);
@@ -209,8 +209,8 @@ static void s2s_family(Backend *be, const char *dir) {
     put_i(w, "cfg.enc_bidir", cfg.enc_bidir);
     ckpt_put_str(w, "cfg.attention", attention_type_name(cfg.attention));
     put_i(w, "cfg.att_dim", cfg.att_dim);
-    put_i(w, "cfg.common.residual", cfg.common.residual);
-    put_i(w, "cfg.common.chunk", cfg.common.chunk);
+    put_i(w, "cfg.residual", cfg.common.residual);
+    put_i(w, "cfg.chunk", cfg.common.chunk);
     put_moe(w, &cfg.common.moe);
     put_batch(w, "batch.src", src, S, B);
     put_batch(w, "batch.src_len", slen, 0, B);

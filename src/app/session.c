@@ -10,7 +10,7 @@
 #include "core/check.h"
 #include "core/log.h"
 #include "cpu/backend.h"
-#include "dist/comm.h"
+#include "comm/comm.h"
 
 void session_logging(const Config *cfg) {
     log_set_quiet(cfg_bool(cfg, "quiet"));

@@ -7,7 +7,7 @@
 
 #include "core/check.h"
 #include "data/vocab.h"
-#include "dist/comm.h"
+#include "comm/comm.h"
 
 int lm_evaluate(Ctx *c, const Lm *m, LmIter *it, LmEvalResult *res, lm_eval_cb cb, void *user, char *err, size_t n) {
     return lm_evaluate_chunked(c, m, it, res, cb, user, LM_EVAL_MAX_TOKENS, err, n);

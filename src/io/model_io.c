@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/check.h"
-#include "dist/comm.h"
+#include "comm/comm.h"
 
 #define STAGE_ELEMS ((int64_t)1 << 22) /* 16 MiB of f32 per host transfer */
 

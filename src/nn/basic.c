@@ -2,7 +2,7 @@
 #include "nn/nn.h"
 
 #include "core/check.h"
-#include "dist/comm.h"
+#include "comm/comm.h"
 
 uint32_t nn_site(const char *name, int purpose) {
     return ((params_hash(name) & 0xFFFFFu) << 4) | ((uint32_t)purpose & 0xFu);

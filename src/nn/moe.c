@@ -7,7 +7,7 @@
 
 #include "core/check.h"
 #include "core/prof.h"
-#include "dist/comm.h"
+#include "comm/comm.h"
 #include "nn/moe_dist.h"
 #include "nn/moe_tally.h"
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "core/check.h"
-#include "dist/comm.h"
+#include "comm/comm.h"
 
 static Tensor upload_i32(Ctx *c, const int32_t *v, int64_t n) {
     Tensor t = nn_tensor(c, DT_I32, 1, n);

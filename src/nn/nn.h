@@ -33,7 +33,7 @@ typedef struct Ctx {
     int train;      /* dropout and gating noise on */
     uint64_t seed;  /* run seed */
     uint64_t draw;  /* forward-pass counter: step * accumulation + micro-batch */
-    struct Comm *comm; /* the processes sharing this model (dist/comm.h); NULL = one */
+    struct Comm *comm; /* the processes sharing this model (comm/comm.h); NULL = one */
     struct MoeTally *tally; /* counts the MoE layers' dispatch in training (nn/moe_tally.h); NULL = off */
 } Ctx;
 

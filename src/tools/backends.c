@@ -6,7 +6,7 @@
 
 #include "core/ops.h"
 #include "cpu/backend.h"
-#include "dist/comm.h"
+#include "comm/comm.h"
 
 #ifdef MOE_WITH_CUDA
 extern const BackendReg backend_cuda_reg; /* cuda/backend.cu */

@@ -1,5 +1,5 @@
 /* The backends built into this program, registered in one place: core and
- * dist name none of them (core/ops.h, dist/comm.h). */
+ * comm name none of them (core/ops.h, comm/comm.h). */
 #ifndef MOE_TOOLS_BACKENDS_H
 #define MOE_TOOLS_BACKENDS_H
 

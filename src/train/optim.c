@@ -6,7 +6,7 @@
 
 #include "core/check.h"
 #include "core/prof.h"
-#include "dist/comm.h"
+#include "comm/comm.h"
 
 enum { OPTIM_COUNTERS_VERSION = 1 };
 

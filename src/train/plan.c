@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/check.h"
-#include "dist/grad_sync.h"
+#include "comm/grad_sync.h"
 #include "model/act.h"
 #include "model/model.h"
 #include "train/checkpoint.h"

@@ -14,7 +14,7 @@
 #include "core/fault.h"
 #include "core/log.h"
 #include "core/prof.h"
-#include "dist/grad_sync.h"
+#include "comm/grad_sync.h"
 #include "train/loadlog.h"
 #include "train/plan.h"
 

@@ -23,7 +23,7 @@
 #define MOE_TRAIN_TRAINER_H
 
 #include "core/options.h"
-#include "dist/comm.h"
+#include "comm/comm.h"
 #include "io/ckpt.h"
 #include "nn/moe.h"
 #include "train/checkpoint.h"
@@ -75,7 +75,7 @@ typedef struct Progress {
 
 struct Trainer {
     Config *cfg;
-    Comm *comm;      /* the processes training this model (dist/comm.h); world 1 for one */
+    Comm *comm;      /* the processes training this model (comm/comm.h); world 1 for one */
     Backend *be;
     TrainPaths paths;
     ParamStore ps;

@@ -27,7 +27,7 @@
 #include "core/check.h"
 #include "core/ops.h"
 #include "core/params.h"
-#include "dist/comm.h"
+#include "comm/comm.h"
 #include "model/lm.h"
 #include "nn/moe.h"
 #include "tools/backends.h"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The source folders form layers, and a file includes only from its own folder or a lower
 # layer (docs/DESIGN.md, "Layers"):
-#   core < dist, cpu < cuda < io < text < data < nn < model < decode, plot < app < train < tools
-# cuda sits above dist because the NCCL communicator implements dist's Comm; text above io
+#   core < comm, cpu < cuda < io < text < data < nn < model < decode, plot < app < train < tools
+# cuda sits above comm because the NCCL communicator implements comm's Comm; text above io
 # (files), data above text (vocabularies); app (what every tool's main sets up: backend, logging,
 # signals, version) below train, whose trainer uses it, so that moe-eval and moe-translate need
 # nothing of train; train above decode (validation translates). An include that points up, or a
@@ -13,7 +13,7 @@ check() { # root: every C, C++ and CUDA file of src/ and cuda/ under it
     (cd "$1" && find src cuda -type f \( -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.cc' -o -name '*.cu' -o -name '*.cuh' \) |
         sort | xargs awk '
 BEGIN {
-    n = split("core:0 dist:1 cpu:1 cuda:2 io:3 text:4 data:5 nn:6 model:7 decode:8 plot:8 app:9 train:10 tools:11", kv, " ")
+    n = split("core:0 comm:1 cpu:1 cuda:2 io:3 text:4 data:5 nn:6 model:7 decode:8 plot:8 app:9 train:10 tools:11", kv, " ")
     for (i = 1; i <= n; i++) { split(kv[i], p, ":"); rank[p[1]] = p[2] }
 }
 FNR == 1 { split(FILENAME, f, "/"); me = f[1] == "cuda" ? "cuda" : f[2]

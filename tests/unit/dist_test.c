@@ -16,7 +16,7 @@
 
 #include "core/check.h"
 #include "data/lmbatch.h"
-#include "dist/comm.h"
+#include "comm/comm.h"
 #include "io/model_io.h"
 #include "model/s2s.h"
 #include "nn/moe.h"

@@ -1,5 +1,5 @@
 /* Gradient all-reduce of the replicated parameters (see grad_sync.h). */
-#include "dist/grad_sync.h"
+#include "comm/grad_sync.h"
 
 #include <stdlib.h>
 

@@ -1,4 +1,4 @@
-#include "dist/comm.h"
+#include "comm/comm.h"
 
 #include <stdlib.h>
 #include <string.h>

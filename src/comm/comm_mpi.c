@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/check.h"
-#include "dist/comm.h"
+#include "comm/comm.h"
 
 #define MPI_CHECK(call)                                                                      \
     do {                                                                                     \
@@ -138,7 +138,7 @@ Comm *comm_mpi_create(void) {
 }
 #else
 /* Built without MPI: comm_create refuses an mpirun launch. */
-#include "dist/comm.h"
+#include "comm/comm.h"
 
 int comm_mpi_available(void) { return 0; }
 Comm *comm_mpi_create(void) { return NULL; }

@@ -10,11 +10,11 @@
  * marks), then sum only those rows. On the CPU the sums run after the
  * backward: the MPI reduction and the backward would compete for the same
  * cores, so overlapping them does not pay there. */
-#ifndef MOE_DIST_GRAD_SYNC_H
-#define MOE_DIST_GRAD_SYNC_H
+#ifndef MOE_COMM_GRAD_SYNC_H
+#define MOE_COMM_GRAD_SYNC_H
 
 #include "core/params.h"
-#include "dist/comm.h"
+#include "comm/comm.h"
 
 #define DIST_BUCKET ((int64_t)1 << 24) /* 64 MiB of f32 per collective */
 

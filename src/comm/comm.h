@@ -10,8 +10,8 @@
  * every rank holds bit-identical results and a run is reproducible for a
  * given world size. All collectives must be called by every rank in the same
  * order. */
-#ifndef MOE_DIST_COMM_H
-#define MOE_DIST_COMM_H
+#ifndef MOE_COMM_COMM_H
+#define MOE_COMM_COMM_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -87,7 +87,7 @@ int comm_launched_by_mpi(void);
 /* The implementations (comm.c, comm_mpi.c, cuda/comm_nccl.cu). */
 Comm *comm_single(void);
 Comm *comm_mpi_create(void);
-/* The NCCL communicator sits above dist (in the CUDA library): a program built
+/* The NCCL communicator sits above comm (in the CUDA library): a program built
  * with it registers it before comm_create (src/tools/backends.c); without,
  * comm_nccl_available() is 0. boot: the MPI communicator that shares the NCCL
  * id (world and rank from it; destroyed with the result), or NULL for the file
