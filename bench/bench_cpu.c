@@ -111,7 +111,7 @@ int main(int argc, char **argv) {
     for (int b = 0; b < B; b++) len[b] = T;
     LmBatch batch = {.T = T, .B = B, .inp = inp, .tgt = tgt, .len = len, .ntok = N, .carry = 0};
     double tfb[16], tstep[16];
-    LmResult res;
+    ModelResult res;
     for (int s = 0; s < steps + 2; s++) {
         for (int i = 0; i < N; i++) {
             double u = philox_uniform(9, (uint64_t)s, (uint64_t)i);

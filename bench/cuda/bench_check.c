@@ -145,7 +145,7 @@ static void lm_family(Backend *be, const char *dir, const char *family, const ch
             ntok += real_tok;
         }
     LmBatch batch = {.T = T, .B = B, .inp = inp, .tgt = tgt, .len = len, .ntok = ntok};
-    LmResult res;
+    ModelResult res;
     lm_step(&m.ctx, &lm, &batch, NULL, 1, &res, NULL);
 
     char path[4096];
@@ -193,7 +193,7 @@ static void s2s_family(Backend *be, const char *dir) {
         }
     S2sInput in = {.S = S, .T = T, .B = B, .src = src, .src_len = slen, .tgt_in = tin, .tgt_out = tout,
                    .tgt_len = tlen};
-    S2sResult res;
+    ModelResult res;
     s2s_step(&m.ctx, &s2s, &in, 1, &res, NULL);
 
     char path[4096];

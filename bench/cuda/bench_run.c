@@ -67,6 +67,8 @@ typedef struct {
     Optimizer opt;
     Lm lm;
     S2s s2s;
+    const ModelOps *ops; /* of the model in lm or s2s, which net points to */
+    void *net;
     Batches bt;
 } Runner;
 
@@ -76,17 +78,21 @@ static double micro_step(Runner *R, int step, int u) {
     int64_t S = bc->S, T = bc->T, B = bc->B;
     arena_reset(&R->arena);
     R->ctx.draw = (uint64_t)step * (uint64_t)bc->micro + (uint64_t)u;
+    /* the batch in the model's own type */
+    LmBatch b;
+    S2sInput in;
+    const void *batch;
     if (bc->kind == BENCH_LM) {
-        LmBatch b = {.T = (int)T, .B = (int)B, .inp = R->bt.in + u * T * B, .tgt = R->bt.out + u * T * B,
-                     .len = R->bt.len_t, .ntok = T * B};
-        LmResult res;
-        lm_step(&R->ctx, &R->lm, &b, NULL, 1, &res, NULL);
-        return res.loss;
+        b = (LmBatch){.T = (int)T, .B = (int)B, .inp = R->bt.in + u * T * B, .tgt = R->bt.out + u * T * B,
+                      .len = R->bt.len_t, .ntok = T * B};
+        batch = &b;
+    } else {
+        in = (S2sInput){.S = (int)S, .T = (int)T, .B = (int)B, .src = R->bt.src + u * S * B, .src_len = R->bt.len_s,
+                        .tgt_in = R->bt.in + u * T * B, .tgt_out = R->bt.out + u * T * B, .tgt_len = R->bt.len_t};
+        batch = &in;
     }
-    S2sInput in = {.S = (int)S, .T = (int)T, .B = (int)B, .src = R->bt.src + u * S * B, .src_len = R->bt.len_s,
-                   .tgt_in = R->bt.in + u * T * B, .tgt_out = R->bt.out + u * T * B, .tgt_len = R->bt.len_t};
-    S2sResult res;
-    s2s_step(&R->ctx, &R->s2s, &in, 1, &res, NULL);
+    ModelResult res;
+    R->ops->step(&R->ctx, R->net, batch, NULL, 1, &res, NULL);
     return res.loss;
 }
 
@@ -129,8 +135,8 @@ void bench_run(Backend *be, const BenchConfig *bc, const BenchOpts *o, const Ben
     R->bc = bc;
     params_init(&R->ps, be);
     const void *mcfg;
-    const ModelOps *ops = bench_model(bc, &mcfg);
-    void *net = bc->kind == BENCH_LM ? (void *)&R->lm : (void *)&R->s2s;
+    const ModelOps *ops = R->ops = bench_model(bc, &mcfg);
+    void *net = R->net = bc->kind == BENCH_LM ? (void *)&R->lm : (void *)&R->s2s;
     ops->init(net, &R->ps, mcfg);
     OptConfig oc;
     optim_config_default(&oc);

@@ -170,7 +170,7 @@ typedef struct {
 
 /* Forward through the layers; returns the top hidden states [N x d]. */
 static Tensor layers_forward(Ctx *c, const Lm *m, const LmBatch *b, const BatchDev *d, LmCarry *carry,
-                             LayerCache *lc, LmResult *res, MoeStats *stats) {
+                             LayerCache *lc, ModelResult *res, MoeStats *stats) {
     const LmConfig *cfg = &m->cfg;
     int64_t N = d->N, D = cfg->dim;
     Tensor h = nn_tensor(c, DT_F32, N, D);
@@ -222,14 +222,14 @@ static void layers_backward(Ctx *c, const Lm *m, const BatchDev *d, LayerCache *
 }
 
 /* An empty slice of the batch: the MoE layers' exchanges (model/moe_block.h). */
-static void idle_step(Ctx *c, const Lm *m, int backward, LmResult *res, MoeStats *stats) {
+static void idle_step(Ctx *c, const Lm *m, int backward, ModelResult *res, MoeStats *stats) {
     const Moe *moe[LM_MAX_LAYERS];
     int n = model_moe_layers(&lm_model_ops, m, moe, LM_MAX_LAYERS);
     moe_block_idle(c, moe, n, m->cfg.dim, backward, res->moe, stats, 0); /* stats: the first MoE layer's */
     for (int i = 0; i < MOE_LOSS_N; i++) res->loss += res->moe[i];
 }
 
-void lm_step(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, int backward, LmResult *res, MoeStats *stats) {
+void lm_step(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, int backward, ModelResult *res, MoeStats *stats) {
     memset(res, 0, sizeof *res);
     if (b->B == 0 && b->B_total > 0) {
         idle_step(c, m, backward, res, stats);
@@ -265,7 +265,7 @@ void lm_step(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, int backward
 
 void lm_score(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, double *logp) {
     if (b->B == 0 && b->B_total > 0) {
-        LmResult res = {0};
+        ModelResult res = {0};
         idle_step(c, m, 0, &res, NULL);
         return;
     }
@@ -273,7 +273,7 @@ void lm_score(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, double *log
     if (carry) lm_carry_prepare(c, m, carry, b->B);
     BatchDev d;
     upload_batch(c, b, &d);
-    LmResult res = {0};
+    ModelResult res = {0};
     LayerCache *lc = xcalloc((size_t)m->cfg.n_layers, sizeof *lc, "layer caches");
     Tensor h = layers_forward(c, m, b, &d, carry, lc, &res, NULL);
     Tensor lp = nn_tensor(c, DT_F32, 1, d.N);

@@ -75,21 +75,13 @@ typedef struct LmCarry {
 void lm_carry_prepare(Ctx *c, const Lm *m, LmCarry *cr, int B);
 void lm_carry_free(Backend *be, LmCarry *c);
 
-typedef struct LmResult {
-    double loss;              /* objective: cross-entropy + balancing losses */
-    double ce;                /* cross-entropy summed over the batch's targets / its ntok_total, nats
-                                 (the mean; a slice's share of the whole batch's mean) */
-    double moe[MOE_LOSS_N];   /* summed over MoE layers */
-    int64_t ntok;
-} LmResult;
-
 /* One forward pass on a batch, and the backward when `backward` is set
  * (gradients accumulate into the store). ctx->train selects dropout, noise
  * and the sampled softmax. carry: required for stream batches. stats, if not
  * NULL, receives the first MoE layer's statistics. Evaluation (ctx->train = 0)
  * uses the full softmax. With several processes each passes its slice
  * (lm_batch_slice), possibly empty, and they call it together. */
-void lm_step(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, int backward, LmResult *res, MoeStats *stats);
+void lm_step(Ctx *c, const Lm *m, const LmBatch *b, LmCarry *carry, int backward, ModelResult *res, MoeStats *stats);
 
 /* Per-target log-probabilities (full softmax) into logp[t*B + b] (host),
  * 0 where there is no target. */

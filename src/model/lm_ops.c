@@ -92,6 +92,10 @@ static void ops_init(void *m, ParamStore *ps, const void *cfg) { lm_init(m, ps, 
 static int64_t ops_macs(const void *cfg) { return lm_macs_per_token(cfg); }
 static double ops_act(const void *cfg, int sharded, double tok) { return lm_act_bytes(cfg, sharded, tok); }
 static int ops_layers(const void *m, ModelLayer *out, int max) { return lm_layers(m, out, max); }
+static void ops_step(Ctx *c, const void *m, const void *b, void *carry, int backward, ModelResult *res,
+                     MoeStats *stats) {
+    lm_step(c, m, b, carry, backward, res, stats);
+}
 
 static int vocab_bytes(void **v, const void *b, size_t n, char *err, size_t errlen) {
     Vocab *x = NULL;
@@ -124,6 +128,7 @@ const ModelOps lm_model_ops = {
     .macs_per_token = ops_macs,
     .act_bytes = ops_act,
     .layers = ops_layers,
+    .step = ops_step,
     .vocab_key = "vocab",
     .vocab_from_bytes = vocab_bytes,
     .vocab_from_file = vocab_file,

@@ -77,6 +77,13 @@ typedef struct ModelOps {
     /* The layers of a model made by init, in forward order; returns how many
      * (at most max). */
     int (*layers)(const void *model, ModelLayer *out, int max);
+    /* One step of a model made by init on a batch of its type (the LM: an
+     * LmBatch, carry its LmCarry for stream batches or NULL; the translation
+     * model: an S2sInput, carry NULL): forward, and backward when asked, with
+     * gradients accumulated in the store; ctx->train selects dropout, noise
+     * and the sampled softmax. stats, if not NULL: the first MoE layer's. */
+    void (*step)(Ctx *c, const void *model, const void *batch, void *carry, int backward, ModelResult *res,
+                 MoeStats *stats);
 
     /* The vocabulary: a blob named vocab_key in model files, and a file
      * (--vocabs); 0, or -1 with a one-line reason. */

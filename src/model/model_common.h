@@ -18,6 +18,16 @@ typedef struct ModelCommon {
     int64_t chunk;         /* full-softmax columns per chunk */
 } ModelCommon;
 
+/* What one training step (forward, and backward when asked) of any model
+ * type reports. With several processes each passes its slice of the batch. */
+typedef struct ModelResult {
+    double loss;            /* objective: cross-entropy + balancing losses */
+    double ce;              /* cross-entropy summed over the slice's targets / the whole batch's
+                               target tokens, nats (the mean; a slice's share of it) */
+    double moe[MOE_LOSS_N]; /* balancing losses, summed over MoE layers */
+    int64_t ntok;           /* target tokens of the slice */
+} ModelResult;
+
 /* NULL, or a one-line reason: dropout rates and label smoothing out of range,
  * or label smoothing with the sampled softmax. */
 const char *model_common_error(const ModelCommon *c);

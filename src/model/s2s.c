@@ -243,7 +243,7 @@ void s2s_slice_free(S2sSliceBuf *buf) {
 }
 
 /* An empty slice of the batch: the MoE layers' exchanges (model/moe_block.h). */
-static void idle_step(Ctx *c, const S2s *m, int backward, S2sResult *res, MoeStats *stats) {
+static void idle_step(Ctx *c, const S2s *m, int backward, ModelResult *res, MoeStats *stats) {
     const Moe *moe[2];
     int n = model_moe_layers(&s2s_model_ops, m, moe, 2);
     /* stats: the encoder MoE's, as s2s_step reports them */
@@ -251,7 +251,7 @@ static void idle_step(Ctx *c, const S2s *m, int backward, S2sResult *res, MoeSta
     for (int i = 0; i < MOE_LOSS_N; i++) res->loss += res->moe[i];
 }
 
-void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult *res, MoeStats *stats) {
+void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, ModelResult *res, MoeStats *stats) {
     const S2sConfig *cfg = &m->cfg;
     memset(res, 0, sizeof *res);
     if (in->B == 0 && in->B_total > 0) {

@@ -95,18 +95,12 @@ typedef struct S2sSliceBuf {
 void s2s_input_slice(const S2sInput *g, int rank, int world, S2sSliceBuf *buf, S2sInput *out);
 void s2s_slice_free(S2sSliceBuf *buf);
 
-typedef struct S2sResult {
-    double loss, ce;              /* objective; cross-entropy per target token (nats): summed over this
-                                     slice, divided by the whole batch's tokens */
-    double moe[MOE_LOSS_N];
-    int64_t ntok;
-} S2sResult;
 
 /* Forward (teacher forcing) and, when backward is set, backward with
  * gradients accumulated in the store. stats: the encoder MoE's statistics.
  * With several processes each passes its slice (possibly B = 0 with B_total
  * set) and they call it together. */
-void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, S2sResult *res, MoeStats *stats);
+void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, ModelResult *res, MoeStats *stats);
 
 /* ---- decoding (beam search drives this through decode/) -------------------- */
 typedef struct S2sDecoder S2sDecoder;

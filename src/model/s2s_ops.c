@@ -111,6 +111,11 @@ static void ops_init(void *m, ParamStore *ps, const void *cfg) { s2s_init(m, ps,
 static int64_t ops_macs(const void *cfg) { return s2s_macs_per_token(cfg); }
 static double ops_act(const void *cfg, int sharded, double tok) { return s2s_act_bytes(cfg, sharded, tok); }
 static int ops_layers(const void *m, ModelLayer *out, int max) { return s2s_layers(m, out, max); }
+static void ops_step(Ctx *c, const void *m, const void *in, void *carry, int backward, ModelResult *res,
+                     MoeStats *stats) {
+    (void)carry; /* sentence batches carry nothing from one to the next */
+    s2s_step(c, m, in, backward, res, stats);
+}
 
 static int spm_bytes(void **v, const void *b, size_t n, char *err, size_t errlen) {
     Spm *x = NULL;
@@ -143,6 +148,7 @@ const ModelOps s2s_model_ops = {
     .macs_per_token = ops_macs,
     .act_bytes = ops_act,
     .layers = ops_layers,
+    .step = ops_step,
     .vocab_key = "spm",
     .vocab_from_bytes = spm_bytes,
     .vocab_from_file = spm_file,

@@ -122,7 +122,7 @@ static int micro_step(Task *t, Trainer *tr, double *ce_sum, int64_t *ntok, MoeSt
         lm_batch_slice(&g, comm_rank(tr->comm), comm_world(tr->comm), &k->slice, &b);
     else
         b = g;
-    LmResult res;
+    ModelResult res;
     lm_step(&tr->ctx, &k->lm, &b, k->stream ? &k->carry : NULL, 1, &res, stats);
     /* res.ce is this slice's share of the batch mean: times the batch's targets, its sum */
     *ce_sum += isfinite(res.loss) ? res.ce * (double)b.ntok_total : res.loss;

@@ -181,7 +181,7 @@ static int micro_step(Task *t, Trainer *tr, double *ce_sum, int64_t *ntok, MoeSt
                   .tgt_out = b.tgt_out, .tgt_len = b.tgt_len, .ntok_total = b.tgt_tokens},
              in = g;
     if (comm_world(tr->comm) > 1) s2s_input_slice(&g, comm_rank(tr->comm), comm_world(tr->comm), &k->slice, &in);
-    S2sResult res;
+    ModelResult res;
     s2s_step(&tr->ctx, &k->m, &in, 1, &res, stats);
     /* res.ce is this slice's share of the batch mean: times the batch's tokens, its sum */
     *ce_sum += isfinite(res.loss) ? res.ce * (double)b.tgt_tokens : res.loss;
@@ -243,7 +243,7 @@ static double valid_ce(S2sTask *k, Trainer *tr) {
                       .tgt_out = b.tgt_out, .tgt_len = b.tgt_len, .ntok_total = b.tgt_tokens},
                  in = g;
         if (comm_world(tr->comm) > 1) s2s_input_slice(&g, comm_rank(tr->comm), comm_world(tr->comm), &k->slice, &in);
-        S2sResult res;
+        ModelResult res;
         s2s_step(&tr->ctx, &k->m, &in, 0, &res, NULL);
         sum += res.ce * (double)b.tgt_tokens;
         tok += res.ntok;

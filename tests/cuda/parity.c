@@ -1071,7 +1071,7 @@ typedef struct {
     ParamStore ps;
     Lm lm;
     Ctx ctx;
-    LmResult res;
+    ModelResult res;
     Tensor m, v; /* Adam moments over the whole store */
 } Side;
 

@@ -25,7 +25,7 @@ typedef struct {
 static double loss_fn(void *u) {
     Fix *f = u;
     arena_reset(f->env.ctx.arena);
-    LmResult r;
+    ModelResult r;
     lm_step(&f->env.ctx, &f->lm, &f->b, NULL, 0, &r, NULL);
     return r.loss;
 }
@@ -34,7 +34,7 @@ static void grad_fn(void *u) {
     Fix *f = u;
     OP(f->env.be, fill, f->env.ps.grad, 0.0);
     arena_reset(f->env.ctx.arena);
-    LmResult r;
+    ModelResult r;
     lm_step(&f->env.ctx, &f->lm, &f->b, NULL, 1, &r, NULL);
 }
 
@@ -91,7 +91,7 @@ static void test_lm_eval_equals_train_without_noise(void **s) {
     Fix f;
     setup(&f, "lstm,moe,lstm", 0, 1);
     f.env.ctx.train = 0;
-    LmResult r;
+    ModelResult r;
     lm_step(&f.env.ctx, &f.lm, &f.b, NULL, 0, &r, NULL);
     double logp[15], sum = 0;
     arena_reset(f.env.ctx.arena);

@@ -26,7 +26,7 @@ typedef struct {
 static double loss_fn(void *u) {
     Fix *f = u;
     arena_reset(f->env.ctx.arena);
-    S2sResult r;
+    ModelResult r;
     s2s_step(&f->env.ctx, &f->m, &f->in, 0, &r, NULL);
     /* the threshold loss (Eq. 20) trains the thresholds only: its dependence on
      * the gate probabilities is deliberately not differentiated */
@@ -37,7 +37,7 @@ static void grad_fn(void *u) {
     Fix *f = u;
     OP(f->env.be, fill, f->env.ps.grad, 0.0);
     arena_reset(f->env.ctx.arena);
-    S2sResult r;
+    ModelResult r;
     s2s_step(&f->env.ctx, &f->m, &f->in, 1, &r, NULL);
 }
 
@@ -122,7 +122,7 @@ static void test_smoothing_sites_tied_all(void **s) {
     assert_true(f.m.src_emb.w == f.m.tgt_emb.w && f.m.sm.w == f.m.tgt_emb.w);
     run(&f, "s2s, label smoothing 0.1, dropout per site, all embeddings tied");
     /* the objective is the smoothed one; ce stays the plain cross-entropy */
-    S2sResult r;
+    ModelResult r;
     arena_reset(f.env.ctx.arena);
     s2s_step(&f.env.ctx, &f.m, &f.in, 0, &r, NULL);
     double moe = 0;
@@ -138,7 +138,7 @@ static void test_decoder_matches_training_graph(void **s) {
     Fix f;
     setup(&f, ATTN_SEPARABLE, MOE_GATE_NOISY_TOPK, 1);
     f.env.ctx.train = 0;
-    S2sResult r;
+    ModelResult r;
     arena_reset(f.env.ctx.arena);
     s2s_step(&f.env.ctx, &f.m, &f.in, 0, &r, NULL);
     double total = 0;
