@@ -28,13 +28,21 @@ typedef struct {
     philox_ctr w;
 } NormalCache;
 
-static inline double normal_cached(NormalCache *nc, uint64_t seed, uint64_t stream, uint64_t e) {
+/* The two uniforms behind philox_normal(seed, stream, e). */
+static inline void normal_uniforms(NormalCache *nc, uint64_t seed, uint64_t stream, uint64_t e, double *u1,
+                                   double *u2) {
     if (e >> 1 != nc->blk) {
         nc->blk = e >> 1;
         nc->w = philox_block(seed, stream, nc->blk);
     }
     int j = (int)(e & 1) * 2;
-    double u1 = philox_word_to_unit(nc->w.v[j]), u2 = philox_word_to_unit(nc->w.v[j + 1]);
+    *u1 = philox_word_to_unit(nc->w.v[j]);
+    *u2 = philox_word_to_unit(nc->w.v[j + 1]);
+}
+
+static inline double normal_cached(NormalCache *nc, uint64_t seed, uint64_t stream, uint64_t e) {
+    double u1, u2;
+    normal_uniforms(nc, seed, stream, e, &u1, &u2);
     return sqrt(-2.0 * MOE_PHILOX_LOG(u1)) * MOE_PHILOX_COS(2.0 * u2);
 }
 
@@ -71,18 +79,12 @@ static void noise_scale(const real *a, int64_t n, real noise_eps, double *sig) {
 }
 
 /* z[i] = philox_normal(seed, stream, e0 + i) for a row of n, the
- * transcendental part over the whole row at once (u, w: scratch of n). */
+ * transcendental part over the whole row at once (w: scratch of n). */
 static void normal_row(uint64_t seed, uint64_t stream, uint64_t e0, int64_t n, double *z, double *w) {
     NormalCache nc = {.blk = UINT64_MAX};
     for (int64_t i = 0; i < n; i++) {
-        uint64_t e = e0 + (uint64_t)i;
-        if (e >> 1 != nc.blk) {
-            nc.blk = e >> 1;
-            nc.w = philox_block(seed, stream, nc.blk);
-        }
-        int j = (int)(e & 1) * 2;
-        z[i] = philox_word_to_unit(nc.w.v[j]);
-        w[i] = 2.0 * philox_word_to_unit(nc.w.v[j + 1]);
+        normal_uniforms(&nc, seed, stream, e0 + (uint64_t)i, &z[i], &w[i]);
+        w[i] *= 2.0;
     }
     vd_log(z, n);
     vd_cospi(w, n);
