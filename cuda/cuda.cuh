@@ -388,7 +388,7 @@ void cu_sync(Backend *);
 /* blas.cu */
 void cu_gemm(Backend *, int, int, real, Tensor, Tensor, real, Tensor);
 void cu_gemm_grouped(Backend *, int, real, Tensor, Tensor, Tensor, real, Tensor);
-void cu_gemm_grouped_wgrad(Backend *, real, Tensor, Tensor, Tensor, real, Tensor);
+void cu_gemm_grouped_wgrad(Backend *, real, Tensor, Tensor, Tensor, real, Tensor, Tensor);
 /* elementwise.cu */
 void cu_axpby(Backend *, real, Tensor, real, Tensor);
 void cu_mul(Backend *, Tensor, Tensor, Tensor);
@@ -441,8 +441,8 @@ void cu_sampled_ce(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Te
 void cu_attn_additive_fwd(Backend *, Tensor, Tensor, Tensor, Tensor);
 void cu_attn_additive_bwd(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor);
 /* optim.cu */
-void cu_adam(Backend *, Tensor, Tensor, Tensor, Tensor, real, real, real, real, int64_t, real);
-void cu_adam_rows(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, real, real, real, real, int64_t, real);
+void cu_adam(Backend *, Tensor, Tensor, Tensor, Tensor, real, real, real, real, int64_t, real, Tensor);
+void cu_adam_rows(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, real, real, real, real, int64_t, real, Tensor);
 void cu_factored(Backend *, Tensor, Tensor, Tensor, Tensor, real, real, real, int64_t, real);
 void cu_sgd(Backend *, Tensor, Tensor, real, real);
 void cu_sumsq(Backend *, Tensor, Tensor, Tensor, int);

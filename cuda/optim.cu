@@ -29,8 +29,10 @@ static __global__ void k_adam_rows(float *W, const float *G, float *M, float *V,
     }
 }
 
+/* wss (the weights' sum of squares after the step) through cu_sumsq, after
+ * the update: on the GPU the extra read is cheap next to the host's. */
 void cu_adam(Backend *be, Tensor w, Tensor g, Tensor m, Tensor v, real lr, real b1, real b2, real eps, int64_t step,
-             real gscale) {
+             real gscale, Tensor wss) {
     int64_t n = tnumel(w);
     cu_check_vec("adam", "w", w, DT_F32, n);
     cu_check_vec("adam", "g", g, DT_F32, n);
@@ -38,16 +40,18 @@ void cu_adam(Backend *be, Tensor w, Tensor g, Tensor m, Tensor v, real lr, real 
     cu_check_vec("adam", "v", v, DT_F32, n);
     CHECK_ARG(step >= 1, "adam: step %lld must be >= 1", (long long)step);
     double lrt = lr * sqrt(1 - pow(b2, (double)step)) / (1 - pow(b1, (double)step));
-    if (!n) return;
-    cu_wrote(be, w);
-    cu_wrote(be, m);
-    cu_wrote(be, v);
-    CU_LAUNCH("adam", k_adam, cu_grid(n, CU_NT), CU_NT, 0, be, (float *)w.p, (const float *)g.p, (float *)m.p,
-              (float *)v.p, n, lrt, b1, b2, eps, gscale);
+    if (n) {
+        cu_wrote(be, w);
+        cu_wrote(be, m);
+        cu_wrote(be, v);
+        CU_LAUNCH("adam", k_adam, cu_grid(n, CU_NT), CU_NT, 0, be, (float *)w.p, (const float *)g.p, (float *)m.p,
+                  (float *)v.p, n, lrt, b1, b2, eps, gscale);
+    }
+    if (!tnull(wss)) cu_sumsq(be, w, tnone(), wss, 0);
 }
 
 void cu_adam_rows(Backend *be, Tensor w, Tensor g, Tensor m, Tensor v, Tensor mark, real lr, real b1, real b2, real eps,
-                  int64_t step, real gscale) {
+                  int64_t step, real gscale, Tensor wss) {
     tcheck_dtype("adam_rows", "w", w, DT_F32);
     CHECK_ARG(tcontig(w) && w.b == 1, "adam_rows: w must be a contiguous matrix");
     int64_t R = w.r, d = w.c;
@@ -57,13 +61,15 @@ void cu_adam_rows(Backend *be, Tensor w, Tensor g, Tensor m, Tensor v, Tensor ma
     cu_check_vec("adam_rows", "mark", mark, DT_I32, R);
     CHECK_ARG(step >= 1, "adam_rows: step %lld must be >= 1", (long long)step);
     double lrt = lr * sqrt(1 - pow(b2, (double)step)) / (1 - pow(b1, (double)step));
-    if (R * d == 0) return;
-    cu_wrote(be, w);
-    cu_wrote(be, m);
-    cu_wrote(be, v);
-    CuGrid2 g2 = cu_grid2(R, d);
-    CU_LAUNCH("adam_rows", k_adam_rows, g2.grid, g2.block, 0, be, (float *)w.p, (const float *)g.p, (float *)m.p,
-              (float *)v.p, (const int32_t *)mark.p, R, d, lrt, b1, b2, eps, gscale);
+    if (R * d != 0) {
+        cu_wrote(be, w);
+        cu_wrote(be, m);
+        cu_wrote(be, v);
+        CuGrid2 g2 = cu_grid2(R, d);
+        CU_LAUNCH("adam_rows", k_adam_rows, g2.grid, g2.block, 0, be, (float *)w.p, (const float *)g.p,
+                  (float *)m.p, (float *)v.p, (const int32_t *)mark.p, R, d, lrt, b1, b2, eps, gscale);
+    }
+    if (!tnull(wss)) cu_sumsq(be, w, tnone(), wss, 0);
 }
 
 /* ---- the factored expert optimizer (Appendix D) ------------------------------ */

@@ -55,9 +55,13 @@ typedef struct Ops {
     void (*gemm_grouped)(Backend *, int tb, real alpha, Tensor A, Tensor W, Tensor offs, real beta,
                          Tensor C);
     /* Weight gradient of gemm_grouped: C[g] = alpha * A_g^T B_g + beta * C[g],
-     * A [M x k], B [M x n] split by offs, C [G x k x n]. */
+     * A [M x k], B [M x n] split by offs, C [G x k x n]. zeroed (I32 [G], or
+     * none): the caller's word that each C[g] with zeroed[g] == 0 holds zeros
+     * (a lazy expert's gradient before its first rows, core/params.h), so a
+     * backend may write it without reading it (the CPU does; the result is
+     * the same). */
     void (*gemm_grouped_wgrad)(Backend *, real alpha, Tensor A, Tensor B, Tensor offs, real beta,
-                               Tensor C);
+                               Tensor C, Tensor zeroed);
 
     /* ---- elementwise and reductions ---------------------------------- */
     /* y = a * x + b * y (b == 0 ignores y). */
@@ -227,12 +231,16 @@ typedef struct Ops {
                               Tensor dDW, Tensor dv);
 
     /* ---- optimizers (contiguous spans of the parameter store) ---------- */
-    /* Adam with bias correction; g is scaled by gscale (clipping) first. */
+    /* Adam with bias correction; g is scaled by gscale (clipping) first.
+     * wss, when given (F32 [1]): the sum of squares of w after the step, in
+     * the same pass (the divergence watch's weight norm without another
+     * read of every weight). */
     void (*adam)(Backend *, Tensor w, Tensor g, Tensor m, Tensor v, real lr, real b1, real b2, real eps,
-                 int64_t step, real gscale);
-    /* Lazy Adam on the rows of W [R x d] with mark[r] != 0 only. */
+                 int64_t step, real gscale, Tensor wss);
+    /* Lazy Adam on the rows of W [R x d] with mark[r] != 0 only; wss as for
+     * adam, over every row, marked or not. */
     void (*adam_rows)(Backend *, Tensor w, Tensor g, Tensor m, Tensor v, Tensor mark, real lr, real b1,
-                      real b2, real eps, int64_t step, real gscale);
+                      real b2, real eps, int64_t step, real gscale, Tensor wss);
     /* The paper's expert optimizer (Appendix D): beta1 = 0 and a factored
      * second moment per matrix: vr [b x 1 x r] row means and vc [b x 1 x c]
      * column means of g^2, V = vr vc^T / mean(vr); w -= lr * g / (sqrt(V) + eps)

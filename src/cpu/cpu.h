@@ -57,7 +57,7 @@ void cpu_sync(Backend *);
 /* blas.c */
 void cpu_gemm(Backend *, int, int, real, Tensor, Tensor, real, Tensor);
 void cpu_gemm_grouped(Backend *, int, real, Tensor, Tensor, Tensor, real, Tensor);
-void cpu_gemm_grouped_wgrad(Backend *, real, Tensor, Tensor, Tensor, real, Tensor);
+void cpu_gemm_grouped_wgrad(Backend *, real, Tensor, Tensor, Tensor, real, Tensor, Tensor);
 /* elementwise.c */
 void cpu_axpby(Backend *, real, Tensor, real, Tensor);
 void cpu_mul(Backend *, Tensor, Tensor, Tensor);
@@ -110,9 +110,9 @@ void cpu_sampled_ce(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, T
 void cpu_attn_additive_fwd(Backend *, Tensor, Tensor, Tensor, Tensor);
 void cpu_attn_additive_bwd(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor);
 /* optim.c */
-void cpu_adam(Backend *, Tensor, Tensor, Tensor, Tensor, real, real, real, real, int64_t, real);
+void cpu_adam(Backend *, Tensor, Tensor, Tensor, Tensor, real, real, real, real, int64_t, real, Tensor);
 void cpu_adam_rows(Backend *, Tensor, Tensor, Tensor, Tensor, Tensor, real, real, real, real, int64_t,
-                   real);
+                   real, Tensor);
 void cpu_factored(Backend *, Tensor, Tensor, Tensor, Tensor, real, real, real, int64_t, real);
 void cpu_sgd(Backend *, Tensor, Tensor, real, real);
 void cpu_sumsq(Backend *, Tensor, Tensor, Tensor, int);

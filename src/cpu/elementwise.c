@@ -1,5 +1,6 @@
 /* Elementwise ops, column reductions, dropout, RNG fills and row softmax. */
 #include "core/philox.h"
+#include "cpu/philox_vec.h"
 #include "cpu/cpu.h"
 #include "cpu/vmath.h"
 
@@ -124,41 +125,7 @@ void cpu_act_bwd(Backend *be, int act, Tensor y, Tensor dy, Tensor dx) {
  * thr the smallest integer at or above p 2^24 - 0.5: the same test as
  * philox_uniform(...) >= p, in integers. A row's elements are visited in
  * runs of whole blocks, each block computed once for its four elements
- * (several blocks side by side, so the rounds vectorise). */
-enum { DROP_BLOCKS = 16 };
-
-static inline void dropout_blocks(uint64_t seed, uint64_t stream, uint64_t blk0, uint32_t *w) {
-    uint32_t c0[DROP_BLOCKS], c1[DROP_BLOCKS], c2[DROP_BLOCKS], c3[DROP_BLOCKS];
-#pragma omp simd
-    for (int k = 0; k < DROP_BLOCKS; k++) {
-        uint64_t b = blk0 + (uint64_t)k;
-        c0[k] = (uint32_t)b;
-        c1[k] = (uint32_t)(b >> 32);
-        c2[k] = (uint32_t)stream;
-        c3[k] = (uint32_t)(stream >> 32);
-    }
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    for (int round = 0; round < 10; round++) {
-#pragma omp simd
-        for (int k = 0; k < DROP_BLOCKS; k++) {
-            uint64_t p0 = (uint64_t)0xD2511F53u * c0[k], p1 = (uint64_t)0xCD9E8D57u * c2[k];
-            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[k] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3[k] ^ k1;
-            c1[k] = (uint32_t)p1;
-            c3[k] = (uint32_t)p0;
-            c0[k] = n0;
-            c2[k] = n2;
-        }
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    for (int k = 0; k < DROP_BLOCKS; k++) {
-        w[4 * k] = c0[k];
-        w[4 * k + 1] = c1[k];
-        w[4 * k + 2] = c2[k];
-        w[4 * k + 3] = c3[k];
-    }
-}
-
+ * (PHILOX_VEC blocks side by side, so the rounds vectorise). */
 void cpu_dropout(Backend *be, Tensor x, Tensor y, real p, uint64_t seed, uint64_t stream) {
     (void)be;
     tcheck_dtype("dropout", "x", x, DT_F32);
@@ -169,21 +136,21 @@ void cpu_dropout(Backend *be, Tensor x, Tensor y, real p, uint64_t seed, uint64_
     uint32_t thr = tq < 0 ? 0 : (uint32_t)tq;
     int64_t rows = cpu_rows(y), n = y.c;
     /* parallel over fixed chunks of the flattened index, whole blocks each */
-    int64_t total = rows * n, per = 4 * DROP_BLOCKS * 64;
+    int64_t total = rows * n, per = 4 * PHILOX_VEC * 64;
     int64_t nchunk = (total + per - 1) / per;
 #pragma omp parallel for if (total > CPU_PAR_MIN / 4)
     for (int64_t ch = 0; ch < nchunk; ch++) {
-        uint32_t w[4 * DROP_BLOCKS];
+        uint32_t w[4 * PHILOX_VEC];
         int64_t e0 = ch * per, e1 = e0 + per < total ? e0 + per : total;
         for (int64_t e = e0; e < e1;) {
-            dropout_blocks(seed, stream, (uint64_t)e >> 2, w);
-            int64_t run = e1 - e < 4 * DROP_BLOCKS ? e1 - e : 4 * DROP_BLOCKS;
+            philox_blocks(seed, stream, (uint64_t)e >> 2, w);
+            int64_t run = e1 - e < 4 * PHILOX_VEC ? e1 - e : 4 * PHILOX_VEC;
             /* rows split a run where n is not a multiple of it */
             while (run > 0) {
                 int64_t i = e / n, j = e % n, len = n - j < run ? n - j : run;
                 const real *xr = cpu_row(x, i) + j;
                 real *yr = cpu_row(y, i) + j;
-                const uint32_t *wr = w + (e - e0) % (4 * DROP_BLOCKS);
+                const uint32_t *wr = w + (e - e0) % (4 * PHILOX_VEC);
 #pragma omp simd
                 for (int64_t q = 0; q < len; q++) yr[q] = (wr[q] >> 8) >= thr ? xr[q] * scale : 0;
                 e += len;

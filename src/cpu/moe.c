@@ -5,6 +5,7 @@
 
 #include "core/philox.h"
 #include "cpu/cpu.h"
+#include "cpu/philox_vec.h"
 #include "cpu/vecmath.h"
 
 
@@ -73,21 +74,34 @@ static inline int in_topk(const int32_t *idx, int k, int64_t i) {
 
 /* sig[i] = softplus(a[i]) + eps for a row of n (the noise's scale). */
 static void noise_scale(const real *a, int64_t n, real noise_eps, double *sig) {
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) sig[i] = a[i];
     vd_softplus(sig, n);
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) sig[i] += noise_eps;
 }
 
-/* z[i] = philox_normal(seed, stream, e0 + i) for a row of n, the
- * transcendental part over the whole row at once (w: scratch of n). */
+/* z[i] = philox_normal(seed, stream, e0 + i) for a row of n: the Philox
+ * blocks PHILOX_VEC at a time (element e takes words 2(e & 1) and
+ * 2(e & 1) + 1 of block e >> 1), the transcendental part over the whole row
+ * at once (w: scratch of n). */
 static void normal_row(uint64_t seed, uint64_t stream, uint64_t e0, int64_t n, double *z, double *w) {
-    NormalCache nc = {.blk = UINT64_MAX};
-    for (int64_t i = 0; i < n; i++) {
-        normal_uniforms(&nc, seed, stream, e0 + (uint64_t)i, &z[i], &w[i]);
-        w[i] *= 2.0;
+    uint32_t words[4 * PHILOX_VEC];
+    for (int64_t i = 0; i < n;) {
+        uint64_t blk0 = (e0 + (uint64_t)i) >> 1;
+        philox_blocks(seed, stream, blk0, words);
+        int64_t end = (int64_t)(2 * (blk0 + PHILOX_VEC) - e0);
+        if (end > n) end = n;
+        for (; i < end; i++) {
+            uint64_t e = e0 + (uint64_t)i;
+            const uint32_t *wb = words + 4 * (e / 2 - blk0) + 2 * (e & 1);
+            z[i] = philox_word_to_unit(wb[0]);
+            w[i] = 2.0 * philox_word_to_unit(wb[1]);
+        }
     }
     vd_log(z, n);
     vd_cospi(w, n);
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) z[i] = sqrt(-2.0 * z[i]) * w[i];
 }
 
@@ -114,6 +128,7 @@ void cpu_gate_topk_fwd(Backend *be, Tensor clean, Tensor raw, int k, real noise_
         if (noisy) {
             noise_scale(cpu_row(raw, x), n, noise_eps, sig);
             normal_row(seed, stream, rid * (uint64_t)n, n, z, w);
+#pragma omp simd
             for (int64_t i = 0; i < n; i++) h[i] = (real)(c[i] + z[i] * sig[i]);
         } else {
             for (int64_t i = 0; i < n; i++) h[i] = c[i];
@@ -128,9 +143,11 @@ void cpu_gate_topk_fwd(Backend *be, Tensor clean, Tensor raw, int k, real noise_
             /* P_i = Phi((c_i - t)/sigma_i) = erfc(-(c_i - t)/(sigma_i sqrt 2)) / 2 */
             real *p = cpu_row(P, x);
             double thr_in = h[ix[k]], thr_out = h[ix[k - 1]];
+#pragma omp simd
             for (int64_t i = 0; i < n; i++) w[i] = -((c[i] - thr_out) / sig[i]) * 0.70710678118654752440;
             for (int j = 0; j < k; j++) w[ix[j]] = -((c[ix[j]] - thr_in) / sig[ix[j]]) * 0.70710678118654752440;
             vd_erfc(w, n);
+#pragma omp simd
             for (int64_t i = 0; i < n; i++) p[i] = (real)(0.5 * w[i]);
         }
     }
@@ -174,8 +191,10 @@ void cpu_gate_topk_bwd(Backend *be, Tensor clean, Tensor raw, Tensor H, Tensor i
             const real *dl = cpu_row(dload, per_row ? x : 0);
             noise_scale(a, n, noise_eps, sig);
             double t_in = h[ix[k]], t_out = h[ix[k - 1]];
+#pragma omp simd
             for (int64_t i = 0; i < n; i++) z[i] = (c[i] - t_out) / sig[i];
             for (int j = 0; j < k; j++) z[ix[j]] = (c[ix[j]] - t_in) / sig[ix[j]];
+#pragma omp simd
             for (int64_t i = 0; i < n; i++) w[i] = -0.5 * z[i] * z[i];
             vd_exp(w, n);
             double d_in = 0, d_out = 0; /* into the two thresholds' experts */
@@ -204,8 +223,10 @@ void cpu_gate_topk_bwd(Backend *be, Tensor clean, Tensor raw, Tensor H, Tensor i
             /* d softplus(a)/da = sigmoid(a) = 1 / (1 + e^-a) */
             const real *a = cpu_row(raw, x);
             real *dr = cpu_row(draw, x);
+#pragma omp simd
             for (int64_t i = 0; i < n; i++) w[i] = -(double)a[i];
             vd_exp(w, n);
+#pragma omp simd
             for (int64_t i = 0; i < n; i++) dr[i] = (real)(dsig[i] / (1 + w[i]));
         }
     }

@@ -5,7 +5,8 @@
  * the gating's time with 256 experts).
  *
  * With SLEEF (libsleef-dev) and AVX, four lanes per call to its
- * dispatching __m256d functions (SLEEF's bounds: exp, log, log1p 1.0 ulp;
+ * dispatching __m256d functions (eight, __m512d, where the build may use
+ * AVX-512) (SLEEF's bounds: exp, log, log1p 1.0 ulp;
  * cospi 0.506 ulp; erfc 1.5 ulp), the tail through libm; without them,
  * libm for every element. Against libm (itself within 1 ulp), asserted by
  * tests/unit/vecmath_test.c: at most VECMATH_ULP ulp, erfc VECMATH_ULP_ERFC,
@@ -25,7 +26,7 @@ void vd_cospi(double *x, int64_t n);
 void vd_erfc(double *x, int64_t n);
 /* softplus(x) = log(1 + e^x) (x itself above 20), in place */
 void vd_softplus(double *x, int64_t n);
-/* "sleef (AVX, 4 lanes)" or "libm" */
+/* "sleef (8 double lanes)", "sleef (4 double lanes)" or "libm" */
 const char *vd_impl(void);
 
 #endif

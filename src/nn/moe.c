@@ -194,7 +194,7 @@ static void level_logits_bwd(Ctx *c, const LevelSpec *ls, int pid, Tensor xin, T
         OP(c->be, gemm, 1, 0, 1, xin, dlogits, 1, param_grad(c->ps, pid));
         OP(c->be, gemm, 0, 1, 1, dlogits, param_val(c->ps, pid), 1, dxin);
     } else {
-        OP(c->be, gemm_grouped_wgrad, 1, xin, dlogits, ls->offs, 1, param_grad(c->ps, pid));
+        OP(c->be, gemm_grouped_wgrad, 1, xin, dlogits, ls->offs, 1, param_grad(c->ps, pid), tnone());
         OP(c->be, gemm_grouped, 1, 1, dlogits, param_val(c->ps, pid), ls->offs, 1, dxin);
     }
 }
@@ -556,11 +556,14 @@ void moe_backward(Ctx *c, const Moe *m, MoeCache *mc, Tensor dy, Tensor dx) {
     for (int l = m->nw - 1; l >= 0; l--) {
         Tensor in = l == 0 ? mc->xe : h[l - 1];
         Tensor din = nn_tensor(c, DT_F32, R, l == 0 ? d : m->cfg.hidden);
-        /* lazy experts: mark the ones that got rows (core/params.h) */
+        /* lazy experts: an unmarked one's gradient is zero (core/params.h),
+         * so the product writes it without reading it; then mark the ones
+         * that got rows */
         const Param *pw = &c->ps->p[m->w[l]];
+        Tensor zeroed = pw->lazy_items ? pw->mark : tnone();
+        if (R) OP(be, gemm_grouped_wgrad, 1, in, dout, mc->eoffs, 1, param_grad(c->ps, m->w[l]), zeroed);
         if (pw->lazy_items && M) OP(be, rows_mark, mc->slot_exp, pw->mark);
         if (R) {
-            OP(be, gemm_grouped_wgrad, 1, in, dout, mc->eoffs, 1, param_grad(c->ps, m->w[l]));
             OP(be, gemm_grouped, 1, 1, dout, param_val(c->ps, m->w[l]), mc->eoffs, 0, din);
             if (l > 0) OP(be, act_bwd, ACT_RELU, h[l - 1], din, din);
         }

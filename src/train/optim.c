@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/check.h"
@@ -65,7 +66,10 @@ void optim_init(Optimizer *opt, const OptConfig *cfg) {
 }
 
 void optim_free(Optimizer *opt) {
-    if (opt->be) be_free_tensor(opt->be, &opt->sumsq);
+    if (opt->be) {
+        be_free_tensor(opt->be, &opt->sumsq);
+        be_free_tensor(opt->be, &opt->wss);
+    }
     opt->be = NULL;
 }
 
@@ -112,7 +116,8 @@ static void grad_sumsq(Optimizer *opt, ParamStore *ps) {
         if (!started[part]) OP(ps->be, fill, tcols(opt->sumsq, part, 1), 0.0);
 }
 
-static void apply_param(const Optimizer *opt, ParamStore *ps, int i, real lr, real gscale) {
+/* wss: where the parameter's sum of squares after the step goes, or none. */
+static void apply_param(const Optimizer *opt, ParamStore *ps, int i, real lr, real gscale, Tensor wss) {
     const Param *p = &ps->p[i];
     Backend *be = ps->be;
     const OptConfig *c = &opt->cfg;
@@ -123,10 +128,10 @@ static void apply_param(const Optimizer *opt, ParamStore *ps, int i, real lr, re
         Tensor m = tcols(st, 0, n), v = tcols(st, n, n);
         if (p->sparse || p->lazy_items)
             OP(be, adam_rows, param_marked_view(p, w), g, m, v, p->mark, lr, (real)c->b1, (real)c->b2,
-               (real)c->eps, opt->step, gscale);
+               (real)c->eps, opt->step, gscale, wss);
         else
-            OP(be, adam, w, g, m, v, lr, (real)c->b1, (real)c->b2, (real)c->eps, opt->step, gscale);
-        break;
+            OP(be, adam, w, g, m, v, lr, (real)c->b1, (real)c->b2, (real)c->eps, opt->step, gscale, wss);
+        return;
     }
     case OPT_FACTORED: {
         Tensor vr = tcols(st, 0, p->b * p->r), vc = tcols(st, p->b * p->r, p->b * p->c);
@@ -135,6 +140,17 @@ static void apply_param(const Optimizer *opt, ParamStore *ps, int i, real lr, re
     }
     default: OP(be, sgd, w, g, lr, gscale); break;
     }
+    if (!tnull(wss)) OP(be, sumsq, w, tnone(), wss, 0);
+}
+
+/* The parameters' sums of squares, added in parameter order. */
+static double weights_sumsq(const Optimizer *opt, const ParamStore *ps) {
+    real *each = xcalloc((size_t)ps->n + 1, sizeof *each, "weights' sums of squares");
+    OP(ps->be, download, each, opt->wss.p, (size_t)ps->n * sizeof *each);
+    double s = 0;
+    for (int i = 0; i < ps->n; i++) s += (double)each[i];
+    free(each);
+    return s;
 }
 
 int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, OptStepInfo *out) {
@@ -155,6 +171,10 @@ int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, O
         opt->be = ps->be;
         opt->sumsq = be_tensor(ps->be, DT_F32, 1, 1, 2, "gradient norm");
     }
+    if (opt->weights_sumsq && tnumel(opt->wss) != ps->n) {
+        be_free_tensor(ps->be, &opt->wss);
+        opt->wss = be_tensor(ps->be, DT_F32, 1, 1, ps->n > 0 ? ps->n : 1, "weights' sums of squares");
+    }
 
     grad_sumsq(opt, ps);
     real ss[2];
@@ -163,7 +183,7 @@ int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, O
     comm_allreduce_f64(opt->comm, &sharded, 1);
     /* a float overflow stays infinite, as with one process */
     double gnorm = sqrt((double)ss[0] + sharded) * (double)grad_scale_extra;
-    OptStepInfo info = {.gnorm = gnorm, .scale = 1, .finite = isfinite(gnorm), .step = opt->step};
+    OptStepInfo info = {.gnorm = gnorm, .scale = 1, .finite = isfinite(gnorm), .step = opt->step, .wsumsq = NAN};
     if (!info.finite) {
         if (out) *out = info;
         prof_end(pt);
@@ -175,7 +195,9 @@ int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, O
     }
     real gscale = (real)((double)grad_scale_extra * info.scale);
     opt->step++;
-    for (int i = 0; i < ps->n; i++) apply_param(opt, ps, i, lr, gscale);
+    for (int i = 0; i < ps->n; i++)
+        apply_param(opt, ps, i, lr, gscale, opt->weights_sumsq ? tcols(opt->wss, i, 1) : tnone());
+    if (opt->weights_sumsq) info.wsumsq = weights_sumsq(opt, ps);
     params_zero_grad(ps);
     info.step = opt->step;
     if (out) *out = info;

@@ -58,6 +58,8 @@ typedef struct OptStepInfo {
     int finite;    /* 0: gnorm was NaN/inf and nothing was applied */
     int clipped;   /* scale < 1 */
     int64_t step;  /* the optimizer's step counter after this call */
+    double wsumsq; /* with Optimizer.weights_sumsq: this process's sum of squared weights after
+                      the update (every element of every parameter); else NaN */
 } OptStepInfo;
 
 typedef struct Optimizer {
@@ -66,6 +68,9 @@ typedef struct Optimizer {
     Backend *be;     /* backend of the norm scalars (set on the first step) */
     Tensor sumsq;    /* device [2]: squared norms of the replicated and of the sharded gradients */
     struct Comm *comm; /* processes sharing the model (NULL: one); sharded gradients' norms are summed */
+    int weights_sumsq; /* set by the caller: report the weights' sum of squares (OptStepInfo.wsumsq),
+                          summed by the Adam ops as they write the weights */
+    Tensor wss;        /* device [parameters]: each parameter's sum of squares after the update */
 } Optimizer;
 
 /* Adam (0.9, 0.999, 1e-8), experts OPT_SAME, clip_norm 1.0 (Marian's default). */
@@ -107,7 +112,9 @@ int optim_state_parts(const Optimizer *opt, const Param *p, int64_t item_len[2])
  *   3. else scale = min(1, clip_norm / gnorm) (clip_norm > 0), step += 1 and
  *      every parameter takes its rule with gradient g * grad_scale_extra * scale
  *      and learning rate lr, then all gradients are zeroed (params_zero_grad;
- *      sparse marks cleared); returns 1.
+ *      sparse marks cleared); returns 1. With opt->weights_sumsq, the sum of
+ *      the squared weights after it (OptStepInfo.wsumsq), per parameter in
+ *      order: Adam sums them as it writes them, the others with sumsq.
  * out (may be NULL) receives the figures of this call. */
 int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, OptStepInfo *out);
 

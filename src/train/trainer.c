@@ -181,6 +181,7 @@ static void setup_optimizer(Trainer *tr) {
     optim_config_from_options(cfg, &oc);
     optim_init(&tr->opt, &oc);
     tr->opt.comm = tr->comm;
+    tr->opt.weights_sumsq = tr->watch.sigmas > 0; /* the divergence watch reads it after each update */
     params_alloc(&tr->ps, optim_state_size, &tr->opt);
     SchedKind sk;
     schedule_kind_parse(cfg_str(cfg, "lr-schedule"), &sk);
@@ -327,7 +328,10 @@ static void apply_update(Trainer *tr, Update *u) {
     ema_update(&tr->ema, &tr->ps, tr->pr.step);
     tr->pr.tokens += u->tokens;
     if (tr->watch.sigmas > 0) {
-        double wn = sqrt(trainer_weights_sumsq(tr));
+        /* the Adam ops summed the weights' squares as they wrote them */
+        double ss = u->info.wsumsq;
+        comm_allreduce_f64(tr->comm, &ss, 1);
+        double wn = sqrt(ss);
         if (!isfinite(wn))
             trainer_stop_diverged(tr, 0, "the weights are not finite after update %lld", (long long)tr->pr.step);
         if (divwatch_weights(&tr->watch, wn, dmsg, sizeof dmsg))

@@ -367,10 +367,10 @@ static void test_grouped(void) {
             check(name, C, TOL_GEMM);
         }
         PT A = matv(M, k), B = matv(M, n), C = pt_new(DT_F32, G, k, n, 0);
-        BOTH(gemm_grouped_wgrad, 0.6f, X(A), X(B), X(offs), 0.5f, X(C));
+        BOTH(gemm_grouped_wgrad, 0.6f, X(A), X(B), X(offs), 0.5f, X(C), tnone());
         snprintf(name, sizeof name, "gemm_grouped_wgrad G=%d beta 0.5", G);
         check(name, C, TOL_GEMM);
-        BOTH(gemm_grouped_wgrad, 1.0f, X(A), X(B), X(offs), 0.0f, X(C));
+        BOTH(gemm_grouped_wgrad, 1.0f, X(A), X(B), X(offs), 0.0f, X(C), tnone());
         snprintf(name, sizeof name, "gemm_grouped_wgrad G=%d beta 0", G);
         check(name, C, TOL_GEMM);
         pool_free();
@@ -786,18 +786,22 @@ static void test_optim(void) {
     int n = 1000;
     PT w = mat(1, n), g = mat(1, n), m = mat(1, n), v = mat(1, n);
     pt_fill(v, 0.01, 0.5, 1);
-    for (int step = 1; step <= 3; step++) BOTH(adam, X(w), X(g), X(m), X(v), 1e-2f, 0.9f, 0.999f, 1e-8f, step, 0.7f);
+    PT wss = mat(1, 1);
+    for (int step = 1; step <= 3; step++)
+        BOTH(adam, X(w), X(g), X(m), X(v), 1e-2f, 0.9f, 0.999f, 1e-8f, step, 0.7f, X(wss));
     check("adam w", w, TOL_EW);
     check("adam m", m, TOL_EW);
     check("adam v", v, TOL_EW);
+    check("adam: the weights' sum of squares", wss, TOL_RED);
     int R = 30, d = 11;
     int32_t mk[30];
     for (int r = 0; r < R; r++) mk[r] = r % 3 == 0;
     PT wr = mat(R, d), gr = mat(1, R * d), mr = mat(1, R * d), vr = mat(1, R * d), mark = ivec(mk, R);
     pt_fill(vr, 0.01, 0.5, 1);
-    BOTH(adam_rows, X(wr), X(gr), X(mr), X(vr), X(mark), 1e-2f, 0.9f, 0.98f, 1e-8f, 4, 1.0f);
+    BOTH(adam_rows, X(wr), X(gr), X(mr), X(vr), X(mark), 1e-2f, 0.9f, 0.98f, 1e-8f, 4, 1.0f, X(wss));
     check("adam_rows w", wr, TOL_EW);
     check("adam_rows v", vr, TOL_EW);
+    check("adam_rows: the weights' sum of squares, unmarked rows too", wss, TOL_RED);
     int E = 3, Rf = 5, C = 7;
     PT wf = pt_new(DT_F32, E, Rf, C, 0), gf = pt_new(DT_F32, E, Rf, C, 0), vrf = mat(1, E * Rf), vcf = mat(1, E * C);
     pt_fill(vrf, 0.01, 0.5, 1);
@@ -829,7 +833,7 @@ static void test_optim(void) {
     for (int r = 0; r < RB; r++) mkb[r] = rndi(10) == 0;
     PT wb = mat(RB, DB), gb = mat(1, RB * DB), mb = mat(1, RB * DB), vb = mat(1, RB * DB), markb = ivec(mkb, RB);
     pt_fill(vb, 0.01, 0.5, 1);
-    BOTH(adam_rows, X(wb), X(gb), X(mb), X(vb), X(markb), 1e-2f, 0.9f, 0.999f, 1e-8f, 2, 0.5f);
+    BOTH(adam_rows, X(wb), X(gb), X(mb), X(vb), X(markb), 1e-2f, 0.9f, 0.999f, 1e-8f, 2, 0.5f, tnone());
     check("adam_rows 3000 rows, ~10% marked: w", wb, TOL_EW);
     check("adam_rows 3000 rows, ~10% marked: m", mb, TOL_EW);
     BOTH(sumsq, treshape(X(gb), RB, DB), X(markb), X(out), 0);
@@ -966,7 +970,7 @@ static void test_caches(void) {
     BOTH(gemm_grouped, 0, 1.0f, X(A), X(W), X(offs), 0.0f, X(C));
     check("caches: offsets after route_build", C, TOL_GEMM);
     PT Bw = mat(M, NC), Cw = pt_new(DT_F32, G, K, NC, 0);
-    BOTH(gemm_grouped_wgrad, 1.0f, X(A), X(Bw), X(offs), 0.0f, X(Cw));
+    BOTH(gemm_grouped_wgrad, 1.0f, X(A), X(Bw), X(offs), 0.0f, X(Cw), tnone());
     check("caches: offsets shared by gemm_grouped_wgrad", Cw, TOL_GEMM);
     pool_free();
 
@@ -984,7 +988,7 @@ static void test_caches(void) {
     int64_t nv = GB * KB * NB;
     PT g = mat(1, nv), m = mat(1, nv), vv = mat(1, nv), V2 = pt_new(DT_F32, GB, KB, NB, 0);
     pt_fill(vv, 0.01, 0.5, 1);
-    BOTH(adam, X(V), X(g), X(m), X(vv), 1e-2f, 0.9f, 0.999f, 1e-8f, 1, 1.0f);
+    BOTH(adam, X(V), X(g), X(m), X(vv), 1e-2f, 0.9f, 0.999f, 1e-8f, 1, 1.0f, tnone());
     kept_grouped("adam", H, V, offb, E);
     BOTH(sgd, X(V), X(g), 0.3f, 1.0f);
     kept_grouped("sgd", H, V, offb, E);
@@ -1009,7 +1013,7 @@ static void test_caches(void) {
     BOTH(gemm, 0, 0, 1.0f, X(ga), X(gbm), 0.0f, tbatch(X(V), 1));
     kept_grouped("gemm into one of its matrices", H, V, offb, E);
     PT wa = mat(12, KB), wb = mat(12, NB);
-    BOTH(gemm_grouped_wgrad, 1.0f, X(wa), X(wb), X(offb), 0.0f, X(V));
+    BOTH(gemm_grouped_wgrad, 1.0f, X(wa), X(wb), X(offb), 0.0f, X(V), tnone());
     kept_grouped("gemm_grouped_wgrad", H, V, offb, E);
     int32_t rid[10];
     for (int i = 0; i < 10; i++) rid[i] = rndi(GB * KB);
@@ -1033,7 +1037,8 @@ static void test_caches(void) {
     int32_t mk[GB * KB];
     for (int i = 0; i < GB * KB; i++) mk[i] = i % 3 == 0;
     PT mark = ivec(mk, GB * KB);
-    BOTH(adam_rows, treshape(X(V), GB * KB, NB), X(g), X(m), X(vv), X(mark), 1e-2f, 0.9f, 0.999f, 1e-8f, 2, 1.0f);
+    BOTH(adam_rows, treshape(X(V), GB * KB, NB), X(g), X(m), X(vv), X(mark), 1e-2f, 0.9f, 0.999f, 1e-8f, 2, 1.0f,
+         tnone());
     kept_grouped("adam_rows", H, V, offb, E);
     BOTH(zero_rows, treshape(X(V), GB * KB, NB), X(mark));
     kept_grouped("zero_rows", H, V, offb, E);
@@ -1179,7 +1184,7 @@ static void test_model(const char *label, const char *layers, int groups, int sa
         Side *sd[2] = {&cs, &gs};
         for (int k = 0; k < 2; k++) {
             OP(sd[k]->ctx.be, adam, sd[k]->ps.val, sd[k]->ps.grad, sd[k]->m, sd[k]->v, 1e-2f, 0.9f, 0.999f, 1e-8f, step,
-               1.0f);
+               1.0f, tnone());
             sd[k]->ctx.draw = 10 + step;
             side_step(sd[k], &b);
         }
@@ -1369,7 +1374,7 @@ static void prec_grouped(int prec) {
                     bound[e] = fabs(al) * s + fabs(be * c0[e]);
                 }
         }
-        BOTH(gemm_grouped_wgrad, al, X(A), X(B), X(offs), be, X(C));
+        BOTH(gemm_grouped_wgrad, al, X(A), X(B), X(offs), be, X(C), tnone());
         snprintf(name, sizeof name, "%s gemm_grouped_wgrad G=%d beta 0.5", prec_name(prec), G);
         check_bound(name, C, bound, prec_tol(prec, maxrows));
         free(c0);
@@ -1485,16 +1490,16 @@ static void prec_bits(void) {
         fill_onehot(O, o, G);
         fill_special(Bv);
         PT Bvr = rounded(Bv, 1);
-        OP(CPU, gemm_grouped_wgrad, 1.0f, O.c, Bvr.c, offs.c, 0.0f, Cw.c);
-        OP(GPU, gemm_grouped_wgrad, 1.0f, O.g, Bv.g, offs.g, 0.0f, Cw.g);
+        OP(CPU, gemm_grouped_wgrad, 1.0f, O.c, Bvr.c, offs.c, 0.0f, Cw.c, tnone());
+        OP(GPU, gemm_grouped_wgrad, 1.0f, O.g, Bv.g, offs.g, 0.0f, Cw.g, tnone());
         snprintf(name, sizeof name, "bf16 bits: gemm_grouped_wgrad G=%d B", G);
         check_bits(name, Cw);
         PT Av = matv(Mr, k), O2 = matv(Mr, n), Cw2 = pt_new(DT_F32, G, k, n, 0);
         fill_special(Av);
         fill_onehot(O2, o, G);
         PT Avr = rounded(Av, 1);
-        OP(CPU, gemm_grouped_wgrad, 1.0f, Avr.c, O2.c, offs.c, 0.0f, Cw2.c);
-        OP(GPU, gemm_grouped_wgrad, 1.0f, Av.g, O2.g, offs.g, 0.0f, Cw2.g);
+        OP(CPU, gemm_grouped_wgrad, 1.0f, Avr.c, O2.c, offs.c, 0.0f, Cw2.c, tnone());
+        OP(GPU, gemm_grouped_wgrad, 1.0f, Av.g, O2.g, offs.g, 0.0f, Cw2.g, tnone());
         snprintf(name, sizeof name, "bf16 bits: gemm_grouped_wgrad G=%d A", G);
         check_bits(name, Cw2);
         pool_free();

@@ -114,13 +114,33 @@ static void test_grouped_gemm(void **s) {
             }
     Tensor B = rnd(1, 9, 3, 4), G = rnd(4, 4, 3, 5), G0 = mk(be, DT_F32, 4, 4, 3, "g0");
     OP(be, copy, G0, G);
-    OP(be, gemm_grouped_wgrad, 1, A, B, O, 1, G);
+    OP(be, gemm_grouped_wgrad, 1, A, B, O, 1, G, tnone());
     for (int g = 0; g < 4; g++)
         for (int k = 0; k < 4; k++)
             for (int j = 0; j < 3; j++) {
                 double r = at(G0, g, k, j);
                 for (int i = offs[g]; i < offs[g + 1]; i++) r += at(A, 0, i, k) * at(B, 0, i, j);
                 assert_true(fabs(r - at(G, g, k, j)) < 1e-5); /* the empty group keeps beta * C */
+            }
+    /* zeroed[g] == 0: the caller's word that C[g] holds zeros, so it is
+     * written without being read (NaN there would otherwise survive); the
+     * others accumulate */
+    int32_t zw[4] = {0, 1, 1, 0};
+    Tensor Z = mk(be, DT_I32, 1, 1, 4, "zeroed");
+    be_upload_tensor(be, Z, zw);
+    OP(be, copy, G0, G);
+    for (int k = 0; k < 4; k++)
+        for (int j = 0; j < 3; j++) {
+            ((real *)G.p)[0 * 12 + k * 3 + j] = NAN;
+            ((real *)G.p)[3 * 12 + k * 3 + j] = NAN;
+        }
+    OP(be, gemm_grouped_wgrad, 1, A, B, O, 1, G, Z);
+    for (int g = 0; g < 4; g++)
+        for (int k = 0; k < 4; k++)
+            for (int j = 0; j < 3; j++) {
+                double r = zw[g] ? at(G0, g, k, j) : 0;
+                for (int i = offs[g]; i < offs[g + 1]; i++) r += at(A, 0, i, k) * at(B, 0, i, j);
+                assert_true(fabs(r - at(G, g, k, j)) < 1e-5);
             }
 }
 

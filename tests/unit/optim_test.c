@@ -272,6 +272,54 @@ static void test_lazy_adam(void **state) {
  * row reached (no mark) keeps its values and moments bitwise and stays out
  * of the norm; a marked one moves exactly as dense Adam moves it. With a
  * communicator (ps.dist) experts stay dense. */
+/* OptStepInfo.wsumsq: the sum of every squared weight after the update,
+ * whichever rule wrote them (dense Adam, lazy rows, the factored experts
+ * through sumsq), unmarked rows included; NaN when not asked for. */
+static void test_weights_sumsq(void **state) {
+    (void)state;
+    OptConfig oc;
+    optim_config_default(&oc);
+    oc.expert = OPT_FACTORED;
+    Fx f;
+    fx_begin(&f, &oc);
+    int d = params_add(&f.ps, "d", PARAM_DENSE, 1, 3, 5, INIT_ZERO, 0);
+    int e = params_add(&f.ps, "emb", PARAM_EMBED, 1, 40, 7, INIT_ZERO, 0);
+    int x = params_add(&f.ps, "moe.expert.w_in", PARAM_EXPERT, 4, 3, 6, INIT_ZERO, 0);
+    fx_alloc(&f);
+    int ids[3] = {d, e, x};
+    uint64_t s = 17;
+    for (int k = 0; k < 3; k++) {
+        int64_t n = tnumel(param_val(&f.ps, ids[k]));
+        double *buf = malloc((size_t)n * sizeof *buf);
+        rnd_fill(&s, buf, n, 1.0);
+        put(f.be, param_val(&f.ps, ids[k]), buf);
+        rnd_fill(&s, buf, n, 0.5);
+        put(f.be, param_grad(&f.ps, ids[k]), buf);
+        free(buf);
+    }
+    set_marks(&f, e, (const int32_t[]){3, 17, 3, 39}, 4);
+    all_experts_used(&f);
+    OptStepInfo info;
+    assert_int_equal(optim_step(&f.opt, &f.ps, 0.05f, 1.0f, &info), 1);
+    assert_true(isnan(info.wsumsq));
+    for (int step = 0; step < 2; step++) {
+        set_marks(&f, e, (const int32_t[]){5, 8}, 2);
+        f.opt.weights_sumsq = 1;
+        assert_int_equal(optim_step(&f.opt, &f.ps, 0.05f, 1.0f, &info), 1);
+        double want = 0;
+        for (int k = 0; k < 3; k++) {
+            int64_t n = tnumel(param_val(&f.ps, ids[k]));
+            double *buf = malloc((size_t)n * sizeof *buf);
+            get(f.be, param_val(&f.ps, ids[k]), buf);
+            for (int64_t i = 0; i < n; i++) want += buf[i] * buf[i];
+            free(buf);
+        }
+        assert_true(want > 1);
+        if (!(fabs(info.wsumsq - want) <= 1e-6 * want)) fail_msg("wsumsq %.9g, want %.9g", info.wsumsq, want);
+    }
+    fx_end(&f);
+}
+
 static void test_lazy_experts(void **state) {
     (void)state;
     OptConfig oc;
@@ -283,6 +331,7 @@ static void test_lazy_experts(void **state) {
     int x = params_add(&f.ps, "moe.expert.w_in", PARAM_EXPERT, E, R, C, INIT_ZERO, 0);
     assert_true(f.ps.p[x].lazy_items);
     fx_alloc(&f);
+    f.opt.weights_sumsq = 1; /* the divergence watch's weight norm, summed by Adam */
     double w0[NE], w[NE], g[NE], m[NE] = {0}, v[NE] = {0}, got[NE], st[2 * NE];
     uint64_t s = 5;
     rnd_fill(&s, w0, NE, 1.0);
@@ -311,6 +360,9 @@ static void test_lazy_experts(void **state) {
                           RL(oc.eps), step, 1.0);
         get(f.be, param_val(&f.ps, x), got);
         assert_close(got, w, NE, 2e-6, 0, "expert w");
+        double wss = 0; /* every expert's weights, the unused one's too */
+        for (int i = 0; i < NE; i++) wss += got[i] * got[i];
+        assert_true(fabs(info.wsumsq - wss) <= 1e-6 * wss);
         get(f.be, param_opt(&f.ps, x), st);
         assert_close(st, m, NE, 1e-7, 1e-5, "expert m");
         assert_close(st + NE, v, NE, 1e-9, 1e-5, "expert v");
@@ -719,6 +771,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_size),  cmocka_unit_test(test_adam_dense),
         cmocka_unit_test(test_lazy_adam),   cmocka_unit_test(test_lazy_experts), cmocka_unit_test(test_sgd),
+        cmocka_unit_test(test_weights_sumsq),
         cmocka_unit_test(test_factored),    cmocka_unit_test(test_clip_exact),
         cmocka_unit_test(test_nonfinite),   cmocka_unit_test(test_counters),
         cmocka_unit_test(test_describe_and_names), cmocka_unit_test(test_bad_args),
