@@ -335,6 +335,7 @@ static const Ops cu_ops = {
     .upload = cu_upload,
     .download = cu_download,
     .copy = cu_copy,
+    .transpose = cu_transpose,
     .fill = cu_fill,
     .iota = cu_iota,
     .sync = cu_sync,

@@ -370,6 +370,25 @@ void cu_gemm_grouped(Backend *be, int tb, real alpha, Tensor A, Tensor W, Tensor
     }
 }
 
+/* dst [c x r] = src^T: a thread per element of dst, reading src down a column
+ * (once per LSTM backward; not worth a tiled kernel). */
+static __global__ void k_transpose(CuView<float> dst, CuView<const float> src, int64_t rows) {
+    CU_ROWS2(j, rows) {
+        float *d = dst.row(j);
+        CU_COLS2(i, dst.c) d[i] = src.row(i)[j];
+    }
+}
+
+void cu_transpose(Backend *be, Tensor dst, Tensor src) {
+    tcheck_dtype("transpose", "src", src, DT_F32);
+    CHECK_ARG(src.b == 1, "transpose: src must be a matrix");
+    tcheck_shape("transpose", "dst", dst, DT_F32, 1, src.c, src.r);
+    if (tnumel(src) == 0) return;
+    cu_wrote(be, dst);
+    CuGrid2 g = cu_grid2(dst.r, dst.c);
+    CU_LAUNCH("transpose", k_transpose, g.grid, g.block, 0, be, cu_fview(dst), cu_view<const float>(src), dst.r);
+}
+
 /* C[g] = beta * C[g] for the groups with no rows (the CPU's K == 0 product);
  * rows of C are the G * k rows of its matrices. */
 static __global__ void k_scale_empty(CuView<float> C, const int32_t *offs, int64_t k, int64_t rows, float beta) {

@@ -388,6 +388,7 @@ void cu_sync(Backend *);
 /* blas.cu */
 void cu_gemm(Backend *, int, int, real, Tensor, Tensor, real, Tensor);
 void cu_gemm_grouped(Backend *, int, real, Tensor, Tensor, Tensor, real, Tensor);
+void cu_transpose(Backend *, Tensor, Tensor);
 void cu_gemm_grouped_wgrad(Backend *, real, Tensor, Tensor, Tensor, real, Tensor, Tensor);
 /* elementwise.cu */
 void cu_axpby(Backend *, real, Tensor, real, Tensor);

@@ -38,6 +38,10 @@ typedef struct Ops {
     void (*download)(Backend *, void *dst_host, const void *src_dev, size_t bytes);
     /* dst = src elementwise, any strides; F32<->BF16 converts, I32 copies. */
     void (*copy)(Backend *, Tensor dst, Tensor src);
+    /* dst [c x r] = src^T for an F32 matrix src [r x c]. (A product with a
+     * transposed small-row operand is several times slower on the CPU than
+     * one with the operand transposed once: the LSTM's recurrent backward.) */
+    void (*transpose)(Backend *, Tensor dst, Tensor src);
     /* every element = v (F32 or I32). */
     void (*fill)(Backend *, Tensor t, double v);
     /* t[i] = start + i * step over the flattened logical index (I32). */

@@ -142,6 +142,7 @@ static const Ops cpu_ops = {
     .upload = cpu_upload,
     .download = cpu_download,
     .copy = cpu_copy,
+    .transpose = cpu_transpose,
     .fill = cpu_fill,
     .iota = cpu_iota,
     .sync = cpu_sync,

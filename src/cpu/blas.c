@@ -95,6 +95,24 @@ void cpu_gemm(Backend *be, int ta, int tb, real alpha, Tensor A, Tensor B, real 
     }
 }
 
+void cpu_transpose(Backend *be, Tensor dst, Tensor src) {
+    (void)be;
+    tcheck_dtype("transpose", "src", src, DT_F32);
+    CHECK_ARG(src.b == 1, "transpose: src must be a matrix");
+    tcheck_shape("transpose", "dst", dst, DT_F32, 1, src.c, src.r);
+    int64_t R = src.r, C = src.c;
+    enum { TILE = 32 }; /* a tile of rows read while its columns are written: both stay in cache */
+#pragma omp parallel for collapse(2) if (R * C > CPU_PAR_MIN)
+    for (int64_t i0 = 0; i0 < R; i0 += TILE)
+        for (int64_t j0 = 0; j0 < C; j0 += TILE) {
+            int64_t i1 = i0 + TILE < R ? i0 + TILE : R, j1 = j0 + TILE < C ? j0 + TILE : C;
+            for (int64_t j = j0; j < j1; j++) {
+                real *d = (real *)dst.p + j * dst.ld;
+                for (int64_t i = i0; i < i1; i++) d[i] = ((const real *)src.p)[i * src.ld + j];
+            }
+        }
+}
+
 static const int32_t *check_offs(const char *op, Tensor offs, int64_t groups, int64_t rows) {
     cpu_check_vec(op, "offs", offs, DT_I32, groups + 1);
     const int32_t *o = cpu_i32(offs);

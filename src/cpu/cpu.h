@@ -57,6 +57,7 @@ void cpu_sync(Backend *);
 /* blas.c */
 void cpu_gemm(Backend *, int, int, real, Tensor, Tensor, real, Tensor);
 void cpu_gemm_grouped(Backend *, int, real, Tensor, Tensor, Tensor, real, Tensor);
+void cpu_transpose(Backend *, Tensor, Tensor);
 void cpu_gemm_grouped_wgrad(Backend *, real, Tensor, Tensor, Tensor, real, Tensor, Tensor);
 /* elementwise.c */
 void cpu_axpby(Backend *, real, Tensor, real, Tensor);

@@ -332,6 +332,10 @@ static void test_gemm(void) {
     PT A0 = mat(5, 0), B0 = mat(0, 4), C0 = mat(5, 4);
     BOTH(gemm, 0, 0, 1.0f, X(A0), X(B0), 0.5f, X(C0));
     check("gemm K = 0 (C = beta C)", C0, TOL_EW);
+    /* transpose, from a strided source (more rows and columns than a tile) */
+    PT S = matv(70, 45), St = mat(45, 70);
+    BOTH(transpose, X(St), X(S));
+    check("transpose 70 x 45, strided source", St, 0);
     pool_free();
 }
 

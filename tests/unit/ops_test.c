@@ -98,6 +98,15 @@ static void test_gemm(void **s) {
     expect_close(Z, ref, 1e-5, "strided gemm");
 }
 
+static void test_transpose(void **s) {
+    (void)s;
+    /* more than one 32-wide tile each way, a ragged edge, a strided source */
+    Tensor big = rnd(1, 70, 50, 7), S = tcols(big, 3, 45), D = mk(be, DT_F32, 1, 45, 70, "t");
+    OP(be, transpose, D, S);
+    for (int i = 0; i < 70; i++)
+        for (int j = 0; j < 45; j++) assert_true(at(D, 0, j, i) == at(S, 0, i, j));
+}
+
 static void test_grouped_gemm(void **s) {
     (void)s;
     int32_t offs[5] = {0, 3, 3, 7, 9}; /* group 1 is empty */
@@ -294,6 +303,7 @@ static void test_thread_count_invariance(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm),          cmocka_unit_test(test_grouped_gemm),
+        cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_elementwise_and_rows), cmocka_unit_test(test_routing),
         cmocka_unit_test(test_gate_topk_and_cv2),   cmocka_unit_test(test_thread_count_invariance),
     };
