@@ -389,22 +389,33 @@ void cu_transpose(Backend *be, Tensor dst, Tensor src) {
     CU_LAUNCH("transpose", k_transpose, g.grid, g.block, 0, be, cu_fview(dst), cu_view<const float>(src), dst.r);
 }
 
-/* C[g] = beta * C[g] for the groups with no rows (the CPU's K == 0 product);
- * rows of C are the G * k rows of its matrices. */
-static __global__ void k_scale_empty(CuView<float> C, const int32_t *offs, int64_t k, int64_t rows, float beta) {
+/* C[g] = beta * C[g] for the groups with no rows (the CPU's K == 0 product),
+ * but unmarked ones (mark given) are left as they are; rows of C are the
+ * G * k rows of its matrices. */
+static __global__ void k_scale_empty(CuView<float> C, const int32_t *offs, const int32_t *mark, int64_t k,
+                                     int64_t rows, float beta) {
     CU_ROWS2(i, rows) {
         int64_t g = i / k;
-        if (offs[g + 1] != offs[g]) continue;
+        if (offs[g + 1] != offs[g] || (mark && !mark[g])) continue;
         float *cr = C.row(i);
         CU_COLS2(j, C.c) cr[j] = beta == 0 ? 0.0f : beta * cr[j];
     }
 }
 
-/* zeroed: unused here, one batched call with one beta reads every C[g]
- * (the zeros the caller promised give the same result). */
+/* C[g] = 0 for the groups with rows whose mark is 0, so that the one
+ * batched call (one beta for all) writes them fresh. */
+static __global__ void k_zero_unmarked(CuView<float> C, const int32_t *offs, const int32_t *mark, int64_t k,
+                                       int64_t rows) {
+    CU_ROWS2(i, rows) {
+        int64_t g = i / k;
+        if (offs[g + 1] == offs[g] || mark[g]) continue;
+        float *cr = C.row(i);
+        CU_COLS2(j, C.c) cr[j] = 0.0f;
+    }
+}
+
 void cu_gemm_grouped_wgrad(Backend *be, real alpha, Tensor A, Tensor B, Tensor offs, real beta, Tensor C,
-                           Tensor zeroed) {
-    (void)zeroed;
+                           Tensor mark) {
     const char *op = "gemm_grouped_wgrad";
     tcheck_dtype(op, "A", A, DT_F32);
     tcheck_dtype(op, "B", B, DT_F32);
@@ -423,10 +434,16 @@ void cu_gemm_grouped_wgrad(Backend *be, real alpha, Tensor A, Tensor B, Tensor o
     if (G == 0 || k == 0 || n == 0) return;
     cu_wrote(be, C);
     int np = nonempty(o, G);
+    if (!tnull(mark)) {
+        cu_check_vec(op, "mark", mark, DT_I32, G);
+        CuGrid2 g2 = cu_grid2(G * k, n);
+        CU_LAUNCH(op, k_zero_unmarked, g2.grid, g2.block, 0, be, cu_fview(C), (const int32_t *)offs.p,
+                  (const int32_t *)mark.p, k, G * k);
+    }
     if (np < G && beta != 1) {
         CuGrid2 g2 = cu_grid2(G * k, n);
-        CU_LAUNCH(op, k_scale_empty, g2.grid, g2.block, 0, be, cu_fview(C), (const int32_t *)offs.p, k, G * k,
-                  (float)beta);
+        CU_LAUNCH(op, k_scale_empty, g2.grid, g2.block, 0, be, cu_fview(C), (const int32_t *)offs.p,
+                  tnull(mark) ? (const int32_t *)NULL : (const int32_t *)mark.p, k, G * k, (float)beta);
     }
     if (np == 0) return;
     CuImpl *im = cu_impl(be);

@@ -126,7 +126,9 @@ static void experts_fb(void *p) {
     for (int l = m->nw - 1; l >= 0; l--) {
         Tensor x = l == 0 ? mc->xe : h[l - 1];
         Tensor din = nn_tensor(c, DT_F32, R, l == 0 ? d : hd);
-        OP(c->be, gemm_grouped_wgrad, 1, x, dout, mc->eoffs, 1, param_grad(c->ps, m->w[l]), tnone());
+        const Param *pw = &c->ps->p[m->w[l]];
+        OP(c->be, gemm_grouped_wgrad, 1, x, dout, mc->eoffs, 1, param_grad(c->ps, m->w[l]),
+           pw->lazy_items ? pw->mark : tnone());
         OP(c->be, gemm_grouped, 1, 1, dout, param_val(c->ps, m->w[l]), mc->eoffs, 0, din);
         if (l > 0) OP(c->be, act_bwd, ACT_RELU, h[l - 1], din, din);
         dout = din;

@@ -59,13 +59,13 @@ typedef struct Ops {
     void (*gemm_grouped)(Backend *, int tb, real alpha, Tensor A, Tensor W, Tensor offs, real beta,
                          Tensor C);
     /* Weight gradient of gemm_grouped: C[g] = alpha * A_g^T B_g + beta * C[g],
-     * A [M x k], B [M x n] split by offs, C [G x k x n]. zeroed (I32 [G], or
-     * none): the caller's word that each C[g] with zeroed[g] == 0 holds zeros
-     * (a lazy expert's gradient before its first rows, core/params.h), so a
-     * backend may write it without reading it (the CPU does; the result is
-     * the same). */
+     * A [M x k], B [M x n] split by offs, C [G x k x n]. mark (I32 [G], or
+     * none; lazy experts' marks, core/params.h): a group whose mark is 0 is
+     * written fresh, C[g] = alpha * A_g^T B_g, its old contents neither read
+     * nor kept (left as they are when the group has no rows); so an expert's
+     * gradient needs no zeroing between updates. */
     void (*gemm_grouped_wgrad)(Backend *, real alpha, Tensor A, Tensor B, Tensor offs, real beta,
-                               Tensor C, Tensor zeroed);
+                               Tensor C, Tensor mark);
 
     /* ---- elementwise and reductions ---------------------------------- */
     /* y = a * x + b * y (b == 0 ignores y). */

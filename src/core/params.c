@@ -164,7 +164,7 @@ void params_randomize(ParamStore *ps, uint64_t seed) {
     }
 }
 
-void params_zero_grad(ParamStore *ps) {
+void params_zero_grad_except(ParamStore *ps, int (*marks_only)(const Param *, void *), void *ctx) {
     /* Dense parameters are contiguous runs; zero them in as few fills as possible. */
     int64_t run0 = -1, run1 = -1;
     for (int i = 0; i <= ps->n; i++) {
@@ -176,6 +176,12 @@ void params_zero_grad(ParamStore *ps) {
         }
         if (run0 >= 0) OP(ps->be, fill, tvec((real *)ps->grad.p + run0, DT_F32, run1 - run0), 0.0);
         run0 = -1;
-        if (p) OP(ps->be, zero_rows, param_marked_view(p, param_grad(ps, i)), p->mark);
+        if (!p) continue;
+        if (marks_only && p->lazy_items && marks_only(p, ctx))
+            OP(ps->be, fill, p->mark, 0.0);
+        else
+            OP(ps->be, zero_rows, param_marked_view(p, param_grad(ps, i)), p->mark);
     }
 }
+
+void params_zero_grad(ParamStore *ps) { params_zero_grad_except(ps, NULL, NULL); }

@@ -86,6 +86,11 @@ Tensor param_opt(const ParamStore *ps, int id);  /* [1 x opt_len] */
 /* Zero all gradients (sparse parameters: only marked rows, lazy items: only
  * marked items; marks cleared). */
 void params_zero_grad(ParamStore *ps);
+/* The same, but a lazy-item parameter for which marks_only(p, ctx) is true
+ * only has its marks cleared: its items' gradients stay as they are, for a
+ * caller that never reads an unmarked item and whose next writer writes it
+ * fresh (the optimizer's lazy Adam with gemm_grouped_wgrad's mark). */
+void params_zero_grad_except(ParamStore *ps, int (*marks_only)(const Param *, void *), void *ctx);
 
 /* Global index of stacked item i of a parameter (see above). */
 int64_t param_global_index(const Param *p, int64_t i);

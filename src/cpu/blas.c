@@ -142,7 +142,7 @@ void cpu_gemm_grouped(Backend *be, int tb, real alpha, Tensor A, Tensor W, Tenso
 }
 
 void cpu_gemm_grouped_wgrad(Backend *be, real alpha, Tensor A, Tensor B, Tensor offs, real beta, Tensor C,
-                            Tensor zeroed) {
+                            Tensor mark) {
     (void)be;
     const int32_t *o = check_offs("gemm_grouped_wgrad", offs, C.b, A.r);
     CHECK_ARG(B.r == A.r, "gemm_grouped_wgrad: A has %lld rows but B has %lld", (long long)A.r,
@@ -153,16 +153,16 @@ void cpu_gemm_grouped_wgrad(Backend *be, real alpha, Tensor A, Tensor B, Tensor 
         check_gemm_dims("gemm_grouped_wgrad", 1, 0, a, b, c);
     }
     const int32_t *z = NULL;
-    if (!tnull(zeroed)) {
-        cpu_check_vec("gemm_grouped_wgrad", "zeroed", zeroed, DT_I32, G);
-        z = cpu_i32(zeroed);
+    if (!tnull(mark)) {
+        cpu_check_vec("gemm_grouped_wgrad", "mark", mark, DT_I32, G);
+        z = cpu_i32(mark);
     }
 #pragma omp parallel for schedule(dynamic, 1) if (groups_in_parallel(G))
     for (int64_t g = 0; g < G; g++) {
-        /* an empty group adds nothing: only beta scales its matrix (zeros stay zeros) */
+        /* an empty group adds nothing: only beta scales its matrix; an unmarked one is left as it is */
         if (o[g + 1] == o[g] && (beta == 1 || (z && !z[g]))) continue;
-        /* a matrix known to hold zeros is written, not read and rewritten:
-         * half the memory traffic of a 64-row expert's gradient */
+        /* an unmarked group is written fresh, not read and rewritten: half the
+         * memory traffic of a 64-row expert's gradient, and no zeroing before */
         real bg = z && !z[g] ? 0 : beta;
         gemm1(1, 0, alpha, trows(A, o[g], o[g + 1] - o[g]), trows(B, o[g], o[g + 1] - o[g]), bg, tbatch(C, g));
     }

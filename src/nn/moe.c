@@ -556,12 +556,12 @@ void moe_backward(Ctx *c, const Moe *m, MoeCache *mc, Tensor dy, Tensor dx) {
     for (int l = m->nw - 1; l >= 0; l--) {
         Tensor in = l == 0 ? mc->xe : h[l - 1];
         Tensor din = nn_tensor(c, DT_F32, R, l == 0 ? d : m->cfg.hidden);
-        /* lazy experts: an unmarked one's gradient is zero (core/params.h),
-         * so the product writes it without reading it; then mark the ones
-         * that got rows */
+        /* lazy experts: an unmarked one's gradient is written fresh (no
+         * zeroing between updates, core/params.h); then mark the ones that
+         * got rows */
         const Param *pw = &c->ps->p[m->w[l]];
-        Tensor zeroed = pw->lazy_items ? pw->mark : tnone();
-        if (R) OP(be, gemm_grouped_wgrad, 1, in, dout, mc->eoffs, 1, param_grad(c->ps, m->w[l]), zeroed);
+        Tensor fresh = pw->lazy_items ? pw->mark : tnone();
+        if (R) OP(be, gemm_grouped_wgrad, 1, in, dout, mc->eoffs, 1, param_grad(c->ps, m->w[l]), fresh);
         if (pw->lazy_items && M) OP(be, rows_mark, mc->slot_exp, pw->mark);
         if (R) {
             OP(be, gemm_grouped, 1, 1, dout, param_val(c->ps, m->w[l]), mc->eoffs, 0, din);

@@ -20,7 +20,9 @@
  *   - stacked experts of a single process (Param.lazy_items) likewise take
  *     lazy Adam per expert: an expert that got no rows in the update has no
  *     mark, and its values, moments and gradient are not touched (the
- *     factored optimizer and SGD stay dense).
+ *     factored optimizer and SGD stay dense); after the update only their
+ *     marks are cleared, not their gradients: the next product writes an
+ *     unmarked expert's gradient fresh (gemm_grouped_wgrad's mark).
  * Optimizer-state layout inside the store's opt region (param_opt):
  *   Adam     [m (numel) | v (numel)]                        2 * numel
  *   factored [vr (b*r) | vc (b*c)] per stacked matrix       b * (r + c)
@@ -112,7 +114,9 @@ int optim_state_parts(const Optimizer *opt, const Param *p, int64_t item_len[2])
  *   3. else scale = min(1, clip_norm / gnorm) (clip_norm > 0), step += 1 and
  *      every parameter takes its rule with gradient g * grad_scale_extra * scale
  *      and learning rate lr, then all gradients are zeroed (params_zero_grad;
- *      sparse marks cleared); returns 1. With opt->weights_sumsq, the sum of
+ *      sparse marks cleared) but lazy experts under Adam, whose marks only are
+ *      cleared (their next product writes them fresh; nothing reads an
+ *      unmarked one); returns 1. With opt->weights_sumsq, the sum of
  *      the squared weights after it (OptStepInfo.wsumsq), per parameter in
  *      order: Adam sums them as it writes them, the others with sumsq.
  * out (may be NULL) receives the figures of this call. */

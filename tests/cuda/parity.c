@@ -377,6 +377,14 @@ static void test_grouped(void) {
         BOTH(gemm_grouped_wgrad, 1.0f, X(A), X(B), X(offs), 0.0f, X(C), tnone());
         snprintf(name, sizeof name, "gemm_grouped_wgrad G=%d beta 0", G);
         check(name, C, TOL_GEMM);
+        /* lazy experts' marks: unmarked groups written fresh (empty ones left), marked ones accumulated */
+        int32_t *gm = xmalloc((size_t)G * sizeof(int32_t), "parity marks");
+        for (int g = 0; g < G; g++) gm[g] = rndi(2);
+        PT mk = ivec(gm, G);
+        BOTH(gemm_grouped_wgrad, 1.0f, X(A), X(B), X(offs), 0.7f, X(C), X(mk));
+        snprintf(name, sizeof name, "gemm_grouped_wgrad G=%d marked groups", G);
+        check(name, C, TOL_GEMM);
+        free(gm);
         pool_free();
     }
 }

@@ -131,11 +131,10 @@ static void test_grouped_gemm(void **s) {
                 for (int i = offs[g]; i < offs[g + 1]; i++) r += at(A, 0, i, k) * at(B, 0, i, j);
                 assert_true(fabs(r - at(G, g, k, j)) < 1e-5); /* the empty group keeps beta * C */
             }
-    /* zeroed[g] == 0: the caller's word that C[g] holds zeros, so it is
-     * written without being read (NaN there would otherwise survive); the
-     * others accumulate */
+    /* mark[g] == 0: C[g] is written fresh, never read (the NaN there would
+     * otherwise survive); the marked ones accumulate */
     int32_t zw[4] = {0, 1, 1, 0};
-    Tensor Z = mk(be, DT_I32, 1, 1, 4, "zeroed");
+    Tensor Z = mk(be, DT_I32, 1, 1, 4, "mark");
     be_upload_tensor(be, Z, zw);
     OP(be, copy, G0, G);
     for (int k = 0; k < 4; k++)
