@@ -61,8 +61,8 @@ int session_info(const Config *cfg, const char *tool) {
         const char *wp = getenv("OMP_WAIT_POLICY"), *sc = getenv("GOMP_SPINCOUNT");
         printf("real: %s\nBLAS: %s (CPU backend)\nCUDA backend: %s\n", REAL_NAME, backend_cpu_blas(),
                cuda < 0 ? "not built" : cuda == 0 ? "built, no GPU visible" : "built");
-        printf("OpenMP wait policy: %s%s%s\n", wp ? wp : "runtime default", sc ? ", GOMP_SPINCOUNT " : "",
-               sc ? sc : "");
+        printf("OpenMP wait policy: %s%s%s\n", wp ? wp : sc ? "spin, then sleep" : "runtime default",
+               sc ? ", GOMP_SPINCOUNT " : "", sc ? sc : "");
         printf("SentencePiece: yes\nMPI: %s\nNCCL: %s\n", comm_mpi_available() ? "yes (OpenMPI)" : "no",
                comm_nccl_available() ? "yes" : "no");
         return 1;
