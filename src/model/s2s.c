@@ -377,12 +377,15 @@ void s2s_step(Ctx *c, const S2s *m, const S2sInput *in, int backward, ModelResul
         /* the input-feeding loop in reverse */
         Tensor dX1 = nn_tensor(c, DT_F32, NT, 2 * D), dq = nn_tensor(c, DT_F32, B, D);
         LstmState dst = {nn_zeros(c, DT_F32, B, D), nn_zeros(c, DT_F32, B, H)};
+        LstmStepT dec_t; /* the decoder's weights transposed once for all its steps (nn/lstm.h) */
+        lstm_step_transpose(c, &m->dec[0], &dec_t);
         for (int t = T - 1; t >= 0; t--) {
             Tensor dctx = trows(dCtx, (int64_t)t * B, B);
             if (t + 1 < T) OP(be, axpby, 1, tcols(trows(dX1, (int64_t)(t + 1) * B, B), D, D), 1, dctx);
             attention_backward(c, &m->att, &keys, &ac[t], dctx, dq);
             Tensor dh = trows(dH1, (int64_t)t * B, B);
             OP(be, axpby, 1, dq, 1, dh);
+            sc[t].t = dec_t;
             lstm_step_backward(c, &m->dec[0], &sc[t], dh, &dst, trows(dX1, (int64_t)t * B, B));
         }
         Tensor dE = nn_tensor(c, DT_F32, NT, D);

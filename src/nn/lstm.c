@@ -149,6 +149,13 @@ void lstm_forward(Ctx *c, const Lstm *l, Tensor x, int T, int B, Tensor mask, co
     prof_end(pt);
 }
 
+/* A weight's transpose into the arena. */
+static Tensor transposed(Ctx *c, Tensor w) {
+    Tensor t = nn_tensor(c, DT_F32, w.c, w.r);
+    OP(c->be, transpose, t, w);
+    return t;
+}
+
 /* lstm_backward with dx = beta_dx * dx + (this layer's input gradient). */
 static void backward_impl(Ctx *c, const Lstm *l, LstmCache *k, Tensor dy, const LstmState *dfinal, Tensor dx,
                           real beta_dx, LstmState *dinit) {
@@ -169,15 +176,8 @@ static void backward_impl(Ctx *c, const Lstm *l, LstmCache *k, Tensor dy, const 
     /* the per-step products take the recurrent weights transposed once
      * (ops.h transpose): a product with a transposed weight and only B rows
      * is several times slower on the CPU; the sums are the same */
-    Tensor wh_v = param_val(c->ps, l->wh);
-    Tensor whT = nn_tensor(c, DT_F32, wh_v.c, wh_v.r);
-    OP(be, transpose, whT, wh_v);
-    Tensor wpT = tnone();
-    if (l->wp >= 0) {
-        Tensor wp_v = param_val(c->ps, l->wp);
-        wpT = nn_tensor(c, DT_F32, wp_v.c, wp_v.r);
-        OP(be, transpose, wpT, wp_v);
-    }
+    Tensor whT = transposed(c, param_val(c->ps, l->wh));
+    Tensor wpT = l->wp >= 0 ? transposed(c, param_val(c->ps, l->wp)) : tnone();
 
     /* dY = dL/d(recurrent output) per step: dy plus what flows back from the
      * next processed step; kept for all steps so dWp is one GEMM. */
@@ -270,6 +270,20 @@ void lstm_step_forward(Ctx *c, const Lstm *l, Tensor x_t, const LstmState *prev,
     prof_end(pt);
 }
 
+void lstm_step_transpose(Ctx *c, const Lstm *l, LstmStepT *out) {
+    out->wxT = transposed(c, param_val(c->ps, l->wx));
+    out->whT = transposed(c, param_val(c->ps, l->wh));
+    out->wpT = l->wp >= 0 ? transposed(c, param_val(c->ps, l->wp)) : tnone();
+}
+
+/* out = beta out + a w^T, through w's transpose wT when the caller made it. */
+static void times_wt(Backend *be, Tensor a, Tensor w, Tensor wT, real beta, Tensor out) {
+    if (tnull(wT))
+        OP(be, gemm, 0, 1, 1, a, w, beta, out);
+    else
+        OP(be, gemm, 0, 0, 1, a, wT, beta, out);
+}
+
 void lstm_step_backward(Ctx *c, const Lstm *l, LstmStepCache *k, Tensor dh_next, LstmState *dstate, Tensor dx_t) {
     const char *fn = "lstm_step_backward";
     CHECK_ARG(k && !tnull(k->G), "%s '%s': no step cache (forward ran without one, or backward already used it)", fn,
@@ -297,15 +311,15 @@ void lstm_step_backward(Ctx *c, const Lstm *l, LstmStepCache *k, Tensor dh_next,
     if (l->wp >= 0) {
         OP(be, gemm, 1, 0, 1, k->hc, dy, 1, param_grad(c->ps, l->wp));
         dhc = nn_tensor(c, DT_F32, B, H);
-        OP(be, gemm, 0, 1, 1, dy, param_val(c->ps, l->wp), 0, dhc);
+        times_wt(be, dy, param_val(c->ps, l->wp), k->t.wpT, 0, dhc);
     }
     Tensor dc = dstate ? dstate->c : nn_zeros(c, DT_F32, B, H);
     OP(be, lstm_cell_bwd, G, k->c0, k->c, k->mask, dhc, dc, G);
     OP(be, gemm, 1, 0, 1, k->x, G, 1, param_grad(c->ps, l->wx));
     bias_grad(c, l, G);
     if (!tnull(k->h0)) OP(be, gemm, 1, 0, 1, k->h0, G, 1, param_grad(c->ps, l->wh));
-    if (dstate) OP(be, gemm, 0, 1, 1, G, param_val(c->ps, l->wh), 0, dstate->h);
-    if (!tnull(dx_t)) OP(be, gemm, 0, 1, 1, G, param_val(c->ps, l->wx), 0, dx_t);
+    if (dstate) times_wt(be, G, param_val(c->ps, l->wh), k->t.whT, 0, dstate->h);
+    if (!tnull(dx_t)) times_wt(be, G, param_val(c->ps, l->wx), k->t.wxT, 0, dx_t);
     k->G = tnone();
     arena_release(c->arena, mark);
     prof_end(pt);

@@ -57,11 +57,19 @@ typedef struct LstmCache {
     Tensor Hc;         /* [T*B x H] h before the projection (proj only) */
 } LstmCache;
 
+/* A layer's weights transposed (lstm_step_transpose), for the products of a
+ * loop of step backwards: with them untransposed, a product of a batch of
+ * rows runs up to 3 times faster on the CPU; the sums are the same. */
+typedef struct LstmStepT {
+    Tensor wxT, whT, wpT; /* [4H x in], [4H x out], [H x out] (wpT: proj only) */
+} LstmStepT;
+
 typedef struct LstmStepCache {
     Tensor x, h0, c0, mask; /* referenced; h0, c0 tnone() for a zero state */
     Tensor c;               /* the step's new cell state (referenced) */
     Tensor G;               /* [B x 4H] gate activations */
     Tensor hc;              /* [B x H] h before the projection (proj only) */
+    LstmStepT t;            /* set by the caller before the backward, or empty: transposed products */
 } LstmStepCache;
 
 /* proj = 0: plain LSTM. Sizes must be positive (proj >= 0). */
@@ -89,6 +97,10 @@ void lstm_step_forward(Ctx *c, const Lstm *l, Tensor x_t, const LstmState *prev,
  * Its tensors must both be present. dx_t (or tnone()) is overwritten. */
 void lstm_step_backward(Ctx *c, const Lstm *l, LstmStepCache *cache, Tensor dh_next, LstmState *dstate,
                         Tensor dx_t);
+/* The layer's weights transposed, in the arena, once for a loop of step
+ * backwards (each step's cache.t = *out); valid while the weights do not
+ * change and the arena keeps them. */
+void lstm_step_transpose(Ctx *c, const Lstm *l, LstmStepT *out);
 
 /* ---- bidirectional: forward and reverse Lstm, outputs side by side ------ */
 typedef struct BiLstm {

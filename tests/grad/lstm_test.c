@@ -93,9 +93,14 @@ static void grad_fn(void *u) {
             OP(c->be, fill, ds.h, 0.0);
             OP(c->be, fill, ds.c, 0.0);
         }
+        /* odd steps take the weights transposed once (lstm_step_transpose), even
+         * ones transpose in their products: both checked */
+        LstmStepT wt;
+        lstm_step_transpose(c, &f->l, &wt);
         for (int s = f->T - 1; s >= 0; s--) {
             int t = f->reverse ? f->T - 1 - s : s;
             int64_t r0 = (int64_t)t * f->B;
+            if (s % 2) f->scache[s].t = wt;
             lstm_step_backward(c, &f->l, &f->scache[s], trows(f->R, r0, f->B), &ds, trows(f->dx, r0, f->B));
         }
         if (f->use_init) {
