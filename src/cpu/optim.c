@@ -144,6 +144,7 @@ void cpu_factored(Backend *be, Tensor w, Tensor g, Tensor vr, Tensor vc, real lr
         double mean_r = 0;
         for (int64_t i = 0; i < R; i++) {
             double rs = 0;
+#pragma omp simd reduction(+ : rs)
             for (int64_t j = 0; j < C; j++) {
                 double gi = (double)G[i * C + j] * gscale;
                 rs += gi * gi;
@@ -155,6 +156,7 @@ void cpu_factored(Backend *be, Tensor w, Tensor g, Tensor vr, Tensor vc, real lr
         mean_r /= (double)R;
         if (mean_r <= 0) continue; /* this matrix has only ever seen zero gradients */
         for (int64_t i = 0; i < R; i++)
+#pragma omp simd
             for (int64_t j = 0; j < C; j++) {
                 double vhat = (double)VR[i] * VC[j] / mean_r;
                 double gi = (double)G[i * C + j] * gscale;
