@@ -272,10 +272,6 @@ static void test_lazy_adam(void **state) {
 
 /* ---- SGD ------------------------------------------------------------------ */
 
-/* Stacked experts take lazy Adam per expert (Param.lazy_items): an expert no
- * row reached (no mark) keeps its values and moments bitwise and stays out
- * of the norm; a marked one moves exactly as dense Adam moves it. With a
- * communicator (ps.dist) experts stay dense. */
 /* OptStepInfo.wsumsq: the sum of every squared weight after the update,
  * whichever rule wrote them (dense Adam, lazy rows, the factored experts
  * through sumsq), unmarked rows included; NaN when not asked for. */
@@ -324,6 +320,10 @@ static void test_weights_sumsq(void **state) {
     fx_end(&f);
 }
 
+/* Stacked experts take lazy Adam per expert (Param.lazy_items): an expert no
+ * row reached (no mark) keeps its values and moments bitwise and stays out
+ * of the norm; a marked one moves exactly as dense Adam moves it. With a
+ * communicator (ps.dist) experts stay dense. */
 static void test_lazy_experts(void **state) {
     (void)state;
     OptConfig oc;
