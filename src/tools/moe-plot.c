@@ -202,11 +202,17 @@ int main(int argc, char **argv) {
 
     /* read everything first: a bad file stops before any figure is written */
     int nl = 0, nd = 0;
-    TrainLog *logs = xcalloc((size_t)a.nfiles, sizeof *logs, "logs");
-    LoadData *loads = xcalloc((size_t)a.nfiles, sizeof *loads, "load logs");
-    const char **log_labels = xcalloc((size_t)a.nfiles, sizeof *log_labels, "labels");
-    const char **load_labels = xcalloc((size_t)a.nfiles, sizeof *load_labels, "labels");
-    int *load_named = xcalloc((size_t)a.nfiles, sizeof *load_named, "labels");
+    /* static: a bad file exits through FATAL with these still held, which
+     * LeakSanitizer would report as lost unless something global points at them */
+    static TrainLog *logs;
+    static LoadData *loads;
+    static const char **log_labels, **load_labels;
+    static int *load_named;
+    logs = xcalloc((size_t)a.nfiles, sizeof *logs, "logs");
+    loads = xcalloc((size_t)a.nfiles, sizeof *loads, "load logs");
+    log_labels = xcalloc((size_t)a.nfiles, sizeof *log_labels, "labels");
+    load_labels = xcalloc((size_t)a.nfiles, sizeof *load_labels, "labels");
+    load_named = xcalloc((size_t)a.nfiles, sizeof *load_named, "labels");
     char err[2048];
     for (int i = 0; i < a.nfiles; i++) {
         const char *path = a.files[i];

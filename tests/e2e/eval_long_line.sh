@@ -10,6 +10,10 @@ awk 'BEGIN { x = 5; split("the a one my your dog cat man woman child sees likes 
              for (i = 0; i < 200000; i++) { x = (x * 69069 + 1) % 4294967296; printf "%s%s", i ? " " : "", W[1 + int(x / 4294967296 * 22)] }
              printf "\n" }' >long.txt
 
+# a sanitizer build keeps freed memory in quarantine (256 MiB by default), which a bound on the
+# peak would count as the program's own
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0"
+
 # peak_kb CMD...: run CMD, print its peak resident memory in KiB (VmHWM, sampled every 20 ms)
 peak_kb() {
     "$@" >out.txt 2>err.txt &
