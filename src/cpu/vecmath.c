@@ -9,27 +9,31 @@
 #define VD_SLEEF 1
 #endif
 
+/* The vector width: SLEEF's __m512d functions where the compiler may use
+ * AVX-512 (twice the four-lane rate), else its __m256d ones. */
 #if defined(VD_SLEEF) && defined(__AVX512F__)
-/* Eight lanes at a time through f (SLEEF's __m512d functions), the rest
- * through g: where the compiler may use AVX-512, twice the four-lane rate. */
-#define VD_LOOP(x, n, f4, f8, g)                                              \
-    do {                                                                      \
-        int64_t i_ = 0;                                                       \
-        for (; i_ + 8 <= (n); i_ += 8)                                        \
-            _mm512_storeu_pd((x) + i_, f8(_mm512_loadu_pd((x) + i_)));        \
-        for (; i_ < (n); i_++) (x)[i_] = g((x)[i_]);                          \
-    } while (0)
+#define VD_W 8
+#define VD_LOAD _mm512_loadu_pd
+#define VD_STORE _mm512_storeu_pd
+#define VD_PICK(f4, f8) f8
 #define VD_LANES "8"
 #elif defined(VD_SLEEF)
-/* Four lanes at a time through f (SLEEF's __m256d functions), the rest through g. */
+#define VD_W 4
+#define VD_LOAD _mm256_loadu_pd
+#define VD_STORE _mm256_storeu_pd
+#define VD_PICK(f4, f8) f4
+#define VD_LANES "4"
+#endif
+
+#ifdef VD_SLEEF
+/* VD_W lanes at a time through SLEEF's f4 or f8, the rest through g. */
 #define VD_LOOP(x, n, f4, f8, g)                                              \
     do {                                                                      \
         int64_t i_ = 0;                                                       \
-        for (; i_ + 4 <= (n); i_ += 4)                                        \
-            _mm256_storeu_pd((x) + i_, f4(_mm256_loadu_pd((x) + i_)));        \
+        for (; i_ + VD_W <= (n); i_ += VD_W)                                  \
+            VD_STORE((x) + i_, VD_PICK(f4, f8)(VD_LOAD((x) + i_)));           \
         for (; i_ < (n); i_++) (x)[i_] = g((x)[i_]);                          \
     } while (0)
-#define VD_LANES "4"
 #else
 #define VD_LOOP(x, n, f4, f8, g)                                              \
     do {                                                                      \

@@ -70,6 +70,8 @@ void optim_free(Optimizer *opt) {
         be_free_tensor(opt->be, &opt->sumsq);
         be_free_tensor(opt->be, &opt->wss);
     }
+    free(opt->wss_host);
+    opt->wss_host = NULL;
     opt->be = NULL;
 }
 
@@ -151,11 +153,9 @@ static int marks_only(const Param *p, void *ctx) { return optim_param_kind(ctx, 
 
 /* The parameters' sums of squares, added in parameter order. */
 static double weights_sumsq(const Optimizer *opt, const ParamStore *ps) {
-    real *each = xcalloc((size_t)ps->n + 1, sizeof *each, "weights' sums of squares");
-    OP(ps->be, download, each, opt->wss.p, (size_t)ps->n * sizeof *each);
+    OP(ps->be, download, opt->wss_host, opt->wss.p, (size_t)ps->n * sizeof *opt->wss_host);
     double s = 0;
-    for (int i = 0; i < ps->n; i++) s += (double)each[i];
-    free(each);
+    for (int i = 0; i < ps->n; i++) s += (double)opt->wss_host[i];
     return s;
 }
 
@@ -180,6 +180,8 @@ int optim_step(Optimizer *opt, ParamStore *ps, real lr, real grad_scale_extra, O
     if (opt->weights_sumsq && tnumel(opt->wss) != ps->n) {
         be_free_tensor(ps->be, &opt->wss);
         opt->wss = be_tensor(ps->be, DT_F32, 1, 1, ps->n > 0 ? ps->n : 1, "weights' sums of squares");
+        free(opt->wss_host);
+        opt->wss_host = xcalloc((size_t)ps->n + 1, sizeof *opt->wss_host, "weights' sums of squares");
     }
 
     grad_sumsq(opt, ps);

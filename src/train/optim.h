@@ -73,6 +73,7 @@ typedef struct Optimizer {
     int weights_sumsq; /* set by the caller: report the weights' sum of squares (OptStepInfo.wsumsq),
                           summed by the Adam ops as they write the weights */
     Tensor wss;        /* device [parameters]: each parameter's sum of squares after the update */
+    real *wss_host;    /* host copy of wss, summed in parameter order */
 } Optimizer;
 
 /* Adam (0.9, 0.999, 1e-8), experts OPT_SAME, clip_norm 1.0 (Marian's default). */
